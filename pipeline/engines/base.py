@@ -1,0 +1,118 @@
+"""The engine protocols. An implementation supplies one or two methods; everything streams.
+
+Audio is mono int16 numpy arrays at the engine's own `sample_rate`; the core resamples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+PCM = npt.NDArray[np.int16]
+
+
+# --- speech to text ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """The result of one decode of an utterance's audio."""
+
+    text: str
+    language: str
+    #: Words with start/end seconds when the engine gives them (LocalAgreement needs them).
+    words: tuple[tuple[str, float, float], ...] = ()
+    #: Average log-probability and no-speech probability, for hallucination filtering.
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+
+
+@runtime_checkable
+class SpeechToText(Protocol):
+    """Batch decoder of one utterance. Streaming (partials, speculative finals) is built on top."""
+
+    sample_rate: int
+
+    async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
+        """Decode `audio` (mono int16 at `sample_rate`). Runs off the event loop. Raises EngineError."""
+        ...
+
+
+# --- language model ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One entry of the conversation history sent to the LLM."""
+
+    role: Literal["user", "assistant", "tool"]
+    text: str = ""
+    #: For role "assistant": tool calls it made; for role "tool": the call this answers.
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_result: ToolResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call: JSON-schema parameters (OpenAPI subset)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    call_id: str
+    name: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+LLMOutput = TextDelta | ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class ChatContext:
+    """What the LLM needs besides history: who it talks to, in what language, what it may call."""
+
+    system_prompt: str
+    language: str = "ko"
+    user_name: str = ""
+    tools: Sequence[ToolSpec] = ()
+    #: The caller's own data for engines that answer from it (today's events, memories).
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
+        """Yield text deltas and tool calls as they arrive. Raises RetryableEngineError/FatalEngineError."""
+        ...
+
+
+# --- text to speech ----------------------------------------------------------------------------
+
+
+@runtime_checkable
+class TextToSpeech(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str, *, language: str, speed: float = 1.0) -> AsyncIterator[PCM]:
+        """Yield audio chunks for one sentence as soon as each is ready. Blocking work runs off the loop."""
+        ...

@@ -1,0 +1,5 @@
+"""auth API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["auth"])

@@ -1,0 +1,5 @@
+"""conversations API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["conversations"])

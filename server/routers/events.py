@@ -1,0 +1,5 @@
+"""events API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["events"])

@@ -1,0 +1,5 @@
+"""home API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["home"])

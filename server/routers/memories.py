@@ -1,0 +1,5 @@
+"""memories API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["memories"])

@@ -1,0 +1,5 @@
+"""photos API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["photos"])

@@ -1,0 +1,5 @@
+"""users API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1", tags=["users"])

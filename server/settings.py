@@ -1,0 +1,121 @@
+"""The one settings object: read from `SILVERTALK_*` environment variables and `.env`.
+
+Nothing reads the environment but this module; everything else gets a `Settings` passed in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev-secret-change-me"}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Defaults are the embedded, single-machine development set-up."""
+
+    model_config = SettingsConfigDict(env_prefix="SILVERTALK_", env_file=".env", extra="ignore")
+
+    # Serving
+    environment: Literal["development", "production", "test"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None
+    log_level: str = "info"
+
+    # Storage
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    migrate_on_start: bool = True
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+
+    # Auth
+    jwt_secret: str = "dev-secret-change-me"
+    jwt_issuer: str = "silvertalk"
+    jwt_audience: str = "silvertalk-app"
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    dev_login: bool = True
+    kakao_app_id: int | None = None
+    kakao_rest_api_key: str | None = None
+    kakao_client_secret: str | None = None
+    kakao_auth_url: str = "https://kauth.kakao.com"
+    kakao_api_url: str = "https://kapi.kakao.com"
+    kakao_timeout_s: float = 5.0
+
+    # Limits
+    rate_limit_per_minute: int = 300
+    allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"])
+
+    # Realtime calls
+    realtime_max_message_bytes: int = 1024 * 1024
+    realtime_max_call_s: int = 60 * 60
+    realtime_max_calls_per_user: int = 2
+    realtime_idle_prompt_s: float = 45.0
+    realtime_idle_hangup_s: float = 90.0
+    realtime_min_silence_ms: int = 700
+    realtime_max_silence_ms: int = 2000
+
+    # Engines
+    stt_engine: str = "whisper"
+    stt_model_dir: Path = Path("./models/whisper-base")
+    stt_device: str = "auto"
+    stt_cpu_threads: int = 2
+    llm_engine: str = "auto"
+    llm_timeout_s: float = 20.0
+    gemini_api_key: str | None = None
+    gemini_base_url: str | None = None
+    gemini_api_version: str | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    openai_compat_base_url: str | None = None
+    openai_compat_api_key: str | None = None
+    openai_compat_model: str = "llama3.1"
+    tts_engine: str = "auto"
+    tts_voice_en: str = "piper"
+    tts_voice_ko: str = "espeak"
+    xtts_model_dir: Path | None = None
+    xtts_speaker_wav: Path | None = None
+    xtts_device: str = "cuda"
+    engine_threads: int = 4
+    # Load the speech engines at start (a missing model then fails the start, clearly). Off in
+    # REST-only tests and tools; the gateway then loads them on the first call.
+    preload_engines: bool = True
+
+    # Generation (Replicate)
+    replicate_api_token: str | None = None
+    replicate_base_url: str = "https://api.replicate.com"
+    replicate_webhook_secret: str | None = None
+    replicate_image_model: str = "black-forest-labs/flux-schnell"
+    replicate_video_model: str = "luma/ray"
+    replicate_output_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
+    replicate_allow_loopback_outputs: bool = False
+    generation_images_per_day: int = 20
+    generation_videos_per_day: int = 3
+    generation_max_concurrent: int = 4
+    generation_max_output_bytes: int = 100 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.environment == "production" and self.jwt_secret.strip().lower() in PLACEHOLDER_SECRETS | {
+            "dev-secret-change-me"
+        }:
+            raise ValueError("SILVERTALK_JWT_SECRET must be set to a real secret outside development")
+        if self.environment == "production" and len(self.jwt_secret) < 32:
+            raise ValueError("SILVERTALK_JWT_SECRET must be at least 32 characters in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'silvertalk.db').resolve()}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
