@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     generation_videos_per_day: int = 3
     generation_max_concurrent: int = 4
     generation_max_output_bytes: int = 100 * 1024 * 1024
+    replicate_timeout_s: float = 30.0
+    # Seconds an image create waits for the result (`Prefer: wait=N`); 0 sends no Prefer header.
+    replicate_prefer_wait_s: int = 5
+    generation_fetch_timeout_s: float = 120.0
+    generation_poll_interval_s: float = 2.0
+    generation_poll_max_interval_s: float = 30.0
+    generation_timeout_s: float = 20 * 60
+    generation_signed_url_ttl_s: int = 15 * 60
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
