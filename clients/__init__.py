@@ -1,0 +1,1 @@
+"""Clients of the Silvertalk service: the browser call page (`clients/web`) and the command line."""
