@@ -1,0 +1,185 @@
+"""Speech to text with faster-whisper (CTranslate2 Whisper), one utterance per call.
+
+The model directory is assembled by `make models` (see `pipeline.engines.assemble`). Decoding is
+tuned for conversation, not for archives: greedy, temperature 0 (the fallback ladder took 10-29 s
+on hard clips here), no conditioning on earlier text, no timestamps, the session's language passed
+in, no VAD (ours gates the audio). Each decode costs about 1 s on the development CPU whatever the
+clip length, so `pipeline.stt_stream` decides when one is worth running.
+
+Whisper invents text on silence ("시청해주셔서 감사합니다", "Thank you.", loops of one word);
+`is_hallucination` drops those when the model itself or the signal says nothing was said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import EngineUnavailable, FatalEngineError, RetryableEngineError
+from pipeline.audio import rms_dbfs, to_float
+from pipeline.engines.base import PCM, Transcript
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+# Phrases Whisper produces from silence and noise: subtitle credits and sign-offs learned from
+# video captions. Compared after `_normalise` (lower case, no punctuation or spaces).
+KNOWN_HALLUCINATIONS = frozenset(
+    {
+        "시청해주셔서감사합니다",
+        "시청해주셔서고맙습니다",
+        "구독과좋아요부탁드립니다",
+        "구독과좋아요",
+        "구독과좋아요알림설정부탁드립니다",
+        "감사합니다",
+        "고맙습니다",
+        "mbc뉴스이덕영입니다",
+        "이영상은",
+        "thankyou",
+        "thanks",
+        "thanksforwatching",
+        "thankyouforwatching",
+        "pleasesubscribe",
+        "you",
+        "bye",
+        "subtitlesbytheamaraorgcommunity",
+    }
+)
+#: Below this level (dBFS) the clip is taken as near-silence: microphone hiss, a breath.
+SILENCE_DBFS = -50.0
+#: Whisper's own "nothing was said" estimate above which a known phrase is dropped.
+NO_SPEECH_PROB = 0.5
+#: gzip compression ratio above which text is a repetition loop (Whisper's own threshold is 2.4).
+LOOP_COMPRESSION_RATIO = 2.4
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def is_hallucination(
+    text: str, *, no_speech_prob: float, compression_ratio: float, level_dbfs: float
+) -> bool:
+    """True when `text` is Whisper talking over silence rather than a transcript of speech.
+
+    A known credit/sign-off phrase is dropped when the audio is near-silent or the model thinks no
+    speech was present; a repetition loop is dropped when the model thinks no speech was present.
+    A real "Thank you." said clearly (loud, low no-speech probability) is kept.
+    """
+    quiet = level_dbfs < SILENCE_DBFS or no_speech_prob > NO_SPEECH_PROB
+    if quiet and _normalise(text) in KNOWN_HALLUCINATIONS:
+        return True
+    return quiet and compression_ratio > LOOP_COMPRESSION_RATIO
+
+
+def resolve_device(device: str) -> tuple[str, str]:
+    """Map the `stt_device` setting to (device, compute_type): auto -> CUDA float16 when a GPU is seen."""
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    return device, ("float16" if device == "cuda" else "int8")
+
+
+class WhisperSTT:
+    """A `SpeechToText` over one loaded model. Decodes run one at a time on a private thread."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model_dir: Path, *, device: str = "auto", cpu_threads: int = 2) -> None:
+        """Load the model (blocking, ~0.6 s on CPU). Raises EngineUnavailable when it is missing."""
+        model_dir = Path(model_dir)
+        if not (model_dir / "model.bin").is_file():
+            raise EngineUnavailable(
+                f"Whisper model not found in {model_dir.resolve()}: run `make models` "
+                f"(python -m pipeline.engines.assemble --out {model_dir})"
+            )
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            raise EngineUnavailable("faster-whisper is not installed: pip install -e .") from e
+        self.model_dir = model_dir
+        self.device, self.compute_type = resolve_device(device)
+        try:
+            self._model = WhisperModel(
+                str(model_dir), device=self.device, compute_type=self.compute_type, cpu_threads=cpu_threads
+            )
+            if self.device == "cuda":
+                # CUDA libraries load lazily: a CUDA 12 wheel on a CUDA 13 host fails only at the
+                # first decode ("libcublas.so.12 is not found"), so prove the device now.
+                self._decode(np.zeros(SAMPLE_RATE // 2, dtype=np.int16), "en", None)
+        except (RuntimeError, ValueError, OSError) as e:
+            if device != "auto" or self.device == "cpu":
+                raise EngineUnavailable(f"cannot load Whisper from {model_dir} on {self.device}: {e}") from e
+            log.warning("Whisper on CUDA failed (%s); falling back to CPU int8", e)
+            self.device, self.compute_type = "cpu", "int8"
+            self._model = WhisperModel(
+                str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads
+            )
+        # One worker: CTranslate2 already uses every CPU thread it was given, and two decodes at
+        # once would each take twice as long.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+
+    async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
+        """Decode one utterance (mono int16 at 16 kHz) off the event loop.
+
+        Returns an empty transcript for silence and known hallucinations. Raises
+        RetryableEngineError when the decoder fails (out of memory, a CUDA error) and
+        FatalEngineError for input it cannot take.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._decode, audio, language, prompt)
+        except ValueError as e:
+            raise FatalEngineError(f"Whisper refused the input: {e}") from e
+        except (RuntimeError, MemoryError) as e:
+            raise RetryableEngineError(f"Whisper decode failed: {e}") from e
+
+    def close(self) -> None:
+        """Stop the decode thread (waits for a decode in progress)."""
+        self._executor.shutdown(wait=True)
+
+    def _decode(self, audio: PCM, language: str, prompt: str | None) -> Transcript:
+        if len(audio) < SAMPLE_RATE // 10:
+            return Transcript(text="", language=language)
+        duration_s = len(audio) / SAMPLE_RATE
+        segments, _info = self._model.transcribe(
+            to_float(audio),
+            language=language,
+            task="transcribe",
+            beam_size=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+            initial_prompt=prompt,
+            # A bound on output length bounds decode time when Whisper loops on noise
+            # ("영상에서 영상에서 ..." ran for 200+ tokens): speech is under ~10 tokens per second.
+            max_new_tokens=min(220, 16 + int(duration_s * 12)),
+        )
+        segments = list(segments)
+        if not segments:
+            return Transcript(text="", language=language)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        no_speech = max(s.no_speech_prob for s in segments)
+        ratio = max(s.compression_ratio for s in segments)
+        avg_logprob = sum(s.avg_logprob for s in segments) / len(segments)
+        level = rms_dbfs(audio)
+        if is_hallucination(text, no_speech_prob=no_speech, compression_ratio=ratio, level_dbfs=level):
+            log.info("dropped a likely hallucination %r (no_speech %.2f, %.0f dBFS)", text, no_speech, level)
+            text = ""
+        return Transcript(text=text, language=language, avg_logprob=avg_logprob, no_speech_prob=no_speech)
+
+
+def load(settings: Any) -> WhisperSTT:
+    """Factory for the registry: a WhisperSTT from `stt_model_dir`, `stt_device`, `stt_cpu_threads`."""
+    return WhisperSTT(
+        settings.stt_model_dir, device=settings.stt_device, cpu_threads=settings.stt_cpu_threads
+    )

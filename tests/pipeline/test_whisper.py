@@ -1,0 +1,79 @@
+"""The real Whisper engine: model assembly, transcription of real speech, hallucination filtering."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import EngineUnavailable
+from pipeline.engines import assemble as asm
+from pipeline.engines.whisper import WhisperSTT, is_hallucination
+from tests.pipeline.conftest import JFK_TEXT, word_error_rate
+
+
+def test_assemble_is_idempotent_and_verified(model_dir: Path) -> None:
+    """An assembled directory verifies and a second run does nothing."""
+    assert asm.is_valid(model_dir)
+    assert asm.assemble(model_dir) is False
+
+
+def test_assemble_builds_a_verified_copy(tmp_path: Path) -> None:
+    """Assembling into an empty directory produces the checksummed model and its JSON files, no temp files."""
+    out = tmp_path / "m"
+    assert asm.main(["--out", str(out)]) == 0
+    assert asm.is_valid(out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "model.bin",
+        "tokenizer.json",
+        "vocabulary.json",
+    ]
+
+
+def test_assemble_replaces_a_corrupt_model(tmp_path: Path) -> None:
+    """A truncated model.bin is not taken as valid and is rebuilt."""
+    out = tmp_path / "m"
+    asm.assemble(out)
+    with (out / "model.bin").open("r+b") as f:
+        f.truncate(1000)
+    assert not asm.is_valid(out)
+    assert asm.assemble(out) is True and asm.is_valid(out)
+
+
+def test_missing_model_names_the_fix(tmp_path: Path) -> None:
+    """Loading from an empty directory fails at start with the command that fixes it."""
+    with pytest.raises(EngineUnavailable, match="make models"):
+        WhisperSTT(tmp_path / "nothing-here", device="cpu")
+
+
+async def test_jfk_transcribed(whisper: WhisperSTT, jfk: np.ndarray) -> None:
+    """The JFK recording is transcribed with a word error rate of at most 10%."""
+    t0 = time.perf_counter()
+    transcript = await whisper.transcribe(jfk, language="en")
+    elapsed = time.perf_counter() - t0
+    assert word_error_rate(JFK_TEXT, transcript.text) <= 0.1, transcript.text
+    assert transcript.language == "en" and transcript.no_speech_prob is not None
+    print(f"jfk 11 s decode: {elapsed:.2f} s")
+
+
+@pytest.mark.parametrize("language", ["ko", "en"])
+async def test_silence_gives_no_text(whisper: WhisperSTT, language: str) -> None:
+    """Digital silence and faint hiss yield an empty transcript, not an invented phrase."""
+    rng = np.random.default_rng(0)
+    for audio in (np.zeros(32000, np.int16), (rng.standard_normal(32000) * 30).astype(np.int16)):
+        transcript = await whisper.transcribe(audio, language=language)
+        assert transcript.text == ""
+
+
+def test_hallucination_filter_keeps_real_thanks() -> None:
+    """Known phrases are dropped on near-silence but a clearly spoken "Thank you." is kept."""
+    assert is_hallucination(
+        "시청해주셔서 감사합니다.", no_speech_prob=0.2, compression_ratio=1.0, level_dbfs=-70
+    )
+    assert is_hallucination("Thank you.", no_speech_prob=0.8, compression_ratio=1.0, level_dbfs=-30)
+    assert not is_hallucination("Thank you.", no_speech_prob=0.1, compression_ratio=1.0, level_dbfs=-25)
+    assert is_hallucination("영상에서 " * 30, no_speech_prob=0.7, compression_ratio=4.4, level_dbfs=-30)
+    assert not is_hallucination("오늘 병원에 가요", no_speech_prob=0.7, compression_ratio=1.1, level_dbfs=-30)
