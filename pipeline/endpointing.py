@@ -1,0 +1,168 @@
+"""Sans-I/O turn detection made for older speakers: feed (is_speech, time) per frame, get turn events.
+
+A turn starts when N of the last M frames are voiced (one click is not speech). When the caller falls
+silent the endpointer says so early (`PauseBegan`, the moment to start a speculative decode and
+reply) and ends the turn only after the *required silence*, which adapts to the speaker::
+
+    required = clamp(max(base, k * p90(their pauses)), min_silence_ms, max_silence_ms)
+
+`base` is the session's `silence_duration_ms`; the pauses are the silences inside their turns (and a
+turn that we ended too early, when they carried on within `max_silence_ms`, counts as such a pause).
+So a slow speaker who pauses 600 ms mid-sentence soon gets about a second before the turn ends,
+while a brisk speaker keeps the floor. Times are input-audio milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    #: Where the turn's audio begins, prefix padding included.
+    start_ms: int
+    #: The first voiced frame.
+    voiced_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PauseBegan:
+    """The caller has been silent for `pause_trigger_ms`: speculate now, the turn may be over."""
+
+    #: End of the last voiced frame.
+    speech_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """The caller spoke again after a `PauseBegan`: discard anything speculated."""
+
+    pause_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnded:
+    #: End of the last voiced frame.
+    speech_end_ms: int
+    #: The silence that was required (for timings: the endpointing wait).
+    silence_ms: int
+
+
+EndpointEvent = TurnStarted | PauseBegan | SpeechResumed | TurnEnded
+
+
+class Endpointer:
+    """Turn detector over 20 ms frames. Call `feed` for every frame, in order."""
+
+    def __init__(
+        self,
+        *,
+        silence_ms: int = 500,
+        prefix_padding_ms: int = 300,
+        min_silence_ms: int = 700,
+        max_silence_ms: int = 2000,
+        frame_ms: int = 20,
+        start_frames: int = 3,
+        start_window: int = 5,
+        resume_frames: int = 2,
+        pause_trigger_ms: int = 160,
+        min_pause_ms: int = 120,
+        pause_factor: float = 1.5,
+        history: int = 30,
+    ) -> None:
+        self.silence_ms = silence_ms
+        self.prefix_padding_ms = prefix_padding_ms
+        self.min_silence_ms = min_silence_ms
+        self.max_silence_ms = max(max_silence_ms, min_silence_ms)
+        self.frame_ms = frame_ms
+        self.start_frames, self.start_window = start_frames, start_window
+        self.resume_frames = resume_frames
+        self.pause_trigger_ms = pause_trigger_ms
+        self.min_pause_ms = min_pause_ms
+        self.pause_factor = pause_factor
+        self.pauses: deque[int] = deque(maxlen=history)
+        self._window: deque[tuple[bool, int]] = deque(maxlen=start_window)
+        self.in_turn = False
+        self._silent_since: int | None = None  # end of the last voiced frame, while silent in a turn
+        self._pause_announced = False
+        self._resume_run = 0
+        self._resume_first = 0
+        self._last_end: int | None = None  # speech end of the previous turn
+        #: Voiced milliseconds in the current turn (for telling a cough from speech).
+        self.voiced_ms = 0
+        self.turn_start_ms = 0
+
+    def required_silence_ms(self) -> int:
+        """The silence that ends a turn now, adapted to this speaker's pauses."""
+        want = float(self.silence_ms)
+        if self.pauses:
+            want = max(want, self.pause_factor * float(np.percentile(list(self.pauses), 90)))
+        return int(min(max(want, self.min_silence_ms), self.max_silence_ms))
+
+    def feed(self, is_speech: bool, t_ms: int) -> list[EndpointEvent]:
+        """One frame starting at `t_ms`. Returns what happened, usually nothing."""
+        end = t_ms + self.frame_ms
+        if not self.in_turn:
+            self._window.append((is_speech, t_ms))
+            if sum(v for v, _ in self._window) < self.start_frames:
+                return []
+            first = next(t for v, t in self._window if v)
+            voiced = sum(self.frame_ms for v, _ in self._window if v)
+            self._window.clear()
+            if self._last_end is not None and first - self._last_end <= self.max_silence_ms:
+                # We ended their previous turn but they carried on: that silence was a pause of theirs.
+                self.pauses.append(first - self._last_end)
+            self.in_turn = True
+            self._silent_since = None
+            self._pause_announced = False
+            self._resume_run = 0
+            self.voiced_ms = voiced
+            self.turn_start_ms = max(0, first - self.prefix_padding_ms)
+            return [TurnStarted(start_ms=self.turn_start_ms, voiced_ms=first)]
+
+        if self._silent_since is None:
+            if is_speech:
+                self.voiced_ms += self.frame_ms
+            else:
+                self._silent_since = t_ms
+                self._resume_run = 0
+            return []
+
+        events: list[EndpointEvent] = []
+        if is_speech:
+            if self._resume_run == 0:
+                self._resume_first = t_ms
+            self._resume_run += 1
+            if self._resume_run >= self.resume_frames:
+                pause = self._resume_first - self._silent_since
+                if pause >= self.min_pause_ms:
+                    self.pauses.append(pause)
+                if self._pause_announced:
+                    events.append(SpeechResumed(pause_ms=pause))
+                self._silent_since = None
+                self._pause_announced = False
+                self.voiced_ms += self.frame_ms * self._resume_run
+            return events
+        self._resume_run = 0
+        silence = end - self._silent_since
+        if not self._pause_announced and silence >= self.pause_trigger_ms:
+            self._pause_announced = True
+            events.append(PauseBegan(speech_end_ms=self._silent_since))
+        required = self.required_silence_ms()
+        if silence >= required:
+            events.append(TurnEnded(speech_end_ms=self._silent_since, silence_ms=required))
+            self._last_end = self._silent_since
+            self.in_turn = False
+            self._silent_since = None
+        return events
+
+    def reset(self) -> None:
+        """Forget the turn in progress (the client cleared or committed the buffer itself)."""
+        self.in_turn = False
+        self._silent_since = None
+        self._pause_announced = False
+        self._window.clear()
+        self.voiced_ms = 0
