@@ -1,0 +1,264 @@
+"""Streaming transcription on top of a batch `SpeechToText`: partials, LocalAgreement, speculation.
+
+One `StreamingTranscriber` serves one call, one utterance at a time::
+
+    st = StreamingTranscriber(stt, "ko")
+    st.push(pcm16k)                       # while the caller speaks
+    if st.should_partial(now):            # worth a decode now?
+        p = await st.partial()            # p.stable never changes; p.unstable may
+    st.speculate()                        # VAD: speech stopped, endpointing still waiting
+    st.cancel_speculation()               # ... the caller went on speaking after all
+    transcript = await st.final()         # the turn ended: usually the speculation's result
+    st.reset()                            # next utterance
+
+Why this shape: a Whisper decode costs about 1 s on the development CPU whatever the clip length,
+so decodes are rationed. Partials re-decode the whole utterance (utterances are short) at most once
+per `partial_every_s` of new audio, never while another decode runs. Stability is LocalAgreement-2
+on words: a word becomes committed once two consecutive decodes agree on it and everything before
+it, and committed words are never taken back. The final decode starts when silence begins
+(`speculate`), so by the time endpointing decides the turn is over the transcript is mostly ready.
+
+Audio pushed after `speculate()` without a `cancel_speculation()` is taken to be the trailing
+silence the caller's VAD already judged not to be speech; it does not invalidate the speculation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.engines.base import PCM, SpeechToText, Transcript
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A partial transcript: `stable` is committed and only ever grows; `unstable` is tentative."""
+
+    stable: str
+    unstable: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.stable} {self.unstable}".strip()
+
+
+@dataclass(slots=True)
+class TranscriberStats:
+    """What the benchmark reads: decode times (seconds) and how speculation fared."""
+
+    partial_decode_s: list[float] = field(default_factory=list)
+    final_decode_s: list[float] = field(default_factory=list)
+    #: Seconds `final()` waited for its transcript (near zero when speculation hit and was done).
+    final_wait_s: list[float] = field(default_factory=list)
+    speculative_hits: int = 0
+    speculative_misses: int = 0
+    speculations_cancelled: int = 0
+
+
+def _norm(word: str) -> str:
+    """A word as LocalAgreement compares it: case and punctuation are not disagreements."""
+    return re.sub(r"[^\w']+", "", word.lower())
+
+
+class StreamingTranscriber:
+    """The decoding policy for one call's utterances. Not thread-safe; use from one event loop."""
+
+    def __init__(
+        self,
+        stt: SpeechToText,
+        language: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        prompt: str | None = None,
+        partial_every_s: float = 1.0,
+        min_utterance_s: float = 1.0,
+        min_gap_s: float = 0.25,
+    ) -> None:
+        self.stt = stt
+        self.language = language
+        self.prompt = prompt
+        self.partial_every_s = partial_every_s
+        self.min_utterance_s = min_utterance_s
+        self.min_gap_s = min_gap_s
+        self.stats = TranscriberStats()
+        self._clock = clock
+        self._rate = stt.sample_rate
+        self._chunks: list[PCM] = []
+        self._samples = 0
+        self._lock = asyncio.Lock()  # one decode at a time: they compete for the same CPU cores
+        self._background: set[asyncio.Task[Transcript]] = set()  # abandoned decodes still running
+        self._running: asyncio.Task[object] | None = None  # the task whose decode is on the model now
+        self.reset()
+
+    # --- feeding --------------------------------------------------------------------------------
+
+    def push(self, pcm: PCM) -> None:
+        """Append audio of the current utterance (mono int16 at `stt.sample_rate`)."""
+        if len(pcm):
+            self._chunks.append(np.asarray(pcm, dtype=np.int16))
+            self._samples += len(pcm)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of audio in the current utterance."""
+        return self._samples / self._rate
+
+    def reset(self) -> None:
+        """Forget the utterance (and any speculation) and start the next one. Stats are kept."""
+        self.cancel_speculation(count=False)
+        self._chunks, self._samples = [], 0
+        self._decoded_samples = 0  # audio covered by the last partial decode
+        self._last_decode_s = 0.0
+        self._last_decode_end = float("-inf")
+        self._committed: list[str] = []
+        self._previous: list[str] = []
+        self._unstable: list[str] = []
+
+    # --- partials -------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while any decode (partial, speculative, final, or an abandoned one) is running."""
+        return self._lock.locked() or self._speculating or any(not t.done() for t in self._background)
+
+    @property
+    def _speculating(self) -> bool:
+        return self._spec is not None and not self._spec.done()
+
+    def should_partial(self, now: float) -> bool:
+        """True when a partial decode is worth the CPU now.
+
+        That is: the utterance is at least `min_utterance_s` long, no decode of any kind is running,
+        no speculation is pending, at least `partial_every_s` of new audio arrived since the last
+        decode (or as much as the last decode took, if more: decodes never queue up), and `now`
+        (on the `clock` timebase) is `min_gap_s` past the last decode, leaving the CPU to others.
+        """
+        if self._spec is not None or self.busy or self.duration_s < self.min_utterance_s:
+            return False
+        new_s = (self._samples - self._decoded_samples) / self._rate
+        if new_s < max(self.partial_every_s, self._last_decode_s):
+            return False
+        return now - self._last_decode_end >= self.min_gap_s
+
+    async def partial(self) -> Partial:
+        """Decode the utterance so far and return committed text plus the tentative tail.
+
+        When a speculative or final decode is pending it does not decode (the CPU is taken) and
+        returns the last partial again. Raises the engine's EngineError.
+        """
+        if self._spec is not None or self._samples == 0:
+            return self._current()
+        audio, covered = self._audio(), self._samples
+        transcript, elapsed = await self._decode(audio)
+        self.stats.partial_decode_s.append(elapsed)
+        self._decoded_samples = covered
+        self._last_decode_s = elapsed
+        self._last_decode_end = self._clock()
+        self._agree(transcript.text.split())
+        return self._current()
+
+    def _agree(self, words: list[str]) -> None:
+        """LocalAgreement-2: commit the prefix two consecutive decodes agree on, past what is committed."""
+        cur = [_norm(w) for w in words]
+        prev = [_norm(w) for w in self._previous]
+        n = len(self._committed)
+        if cur[:n] == [_norm(w) for w in self._committed]:
+            agreed = n
+            while agreed < min(len(cur), len(prev)) and cur[agreed] == prev[agreed] and cur[agreed]:
+                agreed += 1
+            self._committed.extend(words[n:agreed])
+            self._unstable = words[agreed:]
+        else:
+            # This decode rewrote committed words; they stay committed (the caller has shown
+            # them) and the tail after them is this decode's best guess.
+            self._unstable = words[n:]
+        self._previous = words
+
+    def _current(self) -> Partial:
+        return Partial(stable=" ".join(self._committed), unstable=" ".join(self._unstable))
+
+    # --- speculation and the final transcript ---------------------------------------------------
+
+    def speculate(self) -> None:
+        """Silence began: start the final decode of everything pushed so far, in a task."""
+        if self._spec is not None or self._samples == 0:
+            return
+        self._spec_samples = self._samples
+        self._spec = asyncio.create_task(self._final_decode(self._audio()), name="stt-speculative")
+
+    def cancel_speculation(self, *, count: bool = True) -> None:
+        """The caller went on speaking: drop the speculative result.
+
+        The decode itself cannot be interrupted (it runs on a model thread), so it is left to finish
+        in the background, and `should_partial` stays False until it has.
+        """
+        spec, self._spec = getattr(self, "_spec", None), None
+        if spec is None:
+            return
+        if count:
+            self.stats.speculations_cancelled += 1
+        if spec is not self._running:
+            spec.cancel()  # still waiting for its turn: it never reaches the model
+        if not spec.done():
+            self._background.add(spec)
+            spec.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Transcript]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: an abandoned decode's failure matters to nobody
+
+    async def final(self) -> Transcript:
+        """The utterance's final transcript.
+
+        When a speculation is pending (it covers all speech pushed so far; see the module doc),
+        its result is awaited and returned: a hit. Otherwise the utterance is decoded now: a miss.
+        Raises the engine's EngineError.
+        """
+        start = self._clock()
+        spec = self._spec
+        if spec is not None:
+            self.stats.speculative_hits += 1
+            transcript = await spec
+        else:
+            if self._samples == 0:
+                return Transcript(text="", language=self.language)
+            self.stats.speculative_misses += 1
+            transcript = await self._final_decode(self._audio())
+        self.stats.final_wait_s.append(self._clock() - start)
+        return transcript
+
+    async def aclose(self) -> None:
+        """Cancel pending work (the call ended). Decodes already on the model thread still finish."""
+        tasks = [t for t in (self._spec, *self._background) if t is not None]
+        self._spec = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _final_decode(self, audio: PCM) -> Transcript:
+        transcript, elapsed = await self._decode(audio)
+        self.stats.final_decode_s.append(elapsed)
+        return transcript
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _audio(self) -> PCM:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
+
+    async def _decode(self, audio: PCM) -> tuple[Transcript, float]:
+        async with self._lock:
+            self._running = asyncio.current_task()
+            try:
+                t0 = self._clock()
+                transcript = await self.stt.transcribe(audio, language=self.language, prompt=self.prompt)
+                return transcript, self._clock() - t0
+            finally:
+                self._running = None
