@@ -2,7 +2,19 @@
 
 from fastapi import APIRouter
 
-from server.routers import auth, conversations, events, health, home, memories, photos, users
+from server.generation import signing, webhooks
+from server.routers import (
+    auth,
+    conversations,
+    events,
+    generations,
+    health,
+    home,
+    memories,
+    photos,
+    users,
+    web,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -13,4 +25,8 @@ ROUTERS: list[APIRouter] = [
     events.router,
     memories.router,
     conversations.router,
+    generations.router,
+    webhooks.router,
+    signing.router,
+    web.router,
 ]
