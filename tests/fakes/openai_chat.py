@@ -1,0 +1,130 @@
+"""A fake OpenAI-compatible chat-completions server (what Ollama, vLLM and llama.cpp serve).
+
+Real HTTP/SSE on 127.0.0.1:<free port>. Use::
+
+    with FakeChat(reply="Hello!", ttft_s=0.3) as fake:
+        OpenAICompatLLM(base_url=fake.url, model="llama3.1", api_key=fake.api_key)
+        fake.requests[-1].body["messages"]
+
+`fake.url` ends in `/v1`, as an Ollama base URL does. Replies are `tests.fakes.gemini.Reply`
+objects (same knobs: text in `chunks` pieces, `calls`, `status`, `error_after`, `hang`,
+`finish_reason`, with "SAFETY" sent as "content_filter"). Tool-call arguments are streamed in two
+fragments, as real servers do. `api_key=None` accepts any request (Ollama needs no key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.fakes.gemini import Recorded, Reply, ThreadedASGI, split_text
+
+__all__ = ["FakeChat", "Reply"]
+
+
+@dataclass
+class FakeChat:
+    """The fake server; `requests` records every call with its parsed JSON body."""
+
+    reply: str | Reply | Callable[[dict[str, Any]], str | Reply] = "Hello! How are you today?"
+    ttft_s: float = 0.3
+    chunk_delay_s: float = 0.02
+    api_key: str | None = "fake-openai-key"
+    requests: list[Recorded] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._queue: list[Reply] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._server = ThreadedASGI(
+            Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.port}/v1"
+
+    def script(self, *replies: Reply | str) -> None:
+        """Queue replies for the next requests, in order."""
+        with self._lock:
+            self._queue.extend(r if isinstance(r, Reply) else Reply(text=r) for r in replies)
+
+    def __enter__(self) -> FakeChat:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        self._server.stop()
+
+    def _next_reply(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.pop(0)
+        reply = self.reply(body) if callable(self.reply) else self.reply
+        return reply if isinstance(reply, Reply) else Reply(text=reply)
+
+    async def _chat(self, request: Request) -> Response:
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return JSONResponse(_error(401, "Incorrect API key provided"), status_code=401)
+        body = await request.json()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(Recorded("POST", request.url.path, "v1", body.get("model", ""), headers, body))
+        reply = self._next_reply(body)
+        ttft = self.ttft_s if reply.ttft_s is None else reply.ttft_s
+        if reply.hang:
+            await asyncio.to_thread(self._closing.wait, 120)
+            return Response(status_code=504)
+        if reply.status != 200 and reply.error_after is None:
+            return JSONResponse(_error(reply.status, "fake failure"), status_code=reply.status)
+        return StreamingResponse(
+            self._events(reply, body.get("model", ""), ttft), media_type="text/event-stream"
+        )
+
+    async def _events(self, reply: Reply, model: str, ttft: float) -> AsyncIterator[bytes]:
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            obj = {
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }  # fmt: skip
+            return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+
+        await asyncio.sleep(ttft)
+        pieces = split_text(reply.text, reply.chunks) if reply.text else []
+        for i, text in enumerate(pieces):
+            if i:
+                await asyncio.sleep(self.chunk_delay_s)
+            if reply.error_after is not None and i == reply.error_after:
+                err = _error(reply.status if reply.status != 200 else 500, "fake failure mid-stream")
+                yield f"data: {json.dumps(err)}\n\n".encode()
+                return
+            yield chunk({"role": "assistant", "content": text} if i == 0 else {"content": text})
+        for index, (name, args) in enumerate(reply.calls):
+            arguments = json.dumps(args, ensure_ascii=False)
+            half = len(arguments) // 2
+            head = {"index": index, "id": f"call_{uuid.uuid4().hex[:8]}", "type": "function"}
+            yield chunk({"tool_calls": [{**head, "function": {"name": name, "arguments": arguments[:half]}}]})
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]})
+        finish = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter"}.get(
+            reply.finish_reason, "stop"
+        )
+        yield chunk({}, "tool_calls" if reply.calls else finish)
+        yield b"data: [DONE]\n\n"
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    kind = {401: "invalid_request_error", 429: "rate_limit_exceeded"}.get(status, "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
