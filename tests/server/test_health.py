@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -43,6 +45,20 @@ def test_readyz_is_503_when_redis_is_down(tmp_path: Path, db_url: str) -> None:
         assert body["checks"]["database"] == "ok"
         assert body["checks"]["redis"].startswith("error")
         assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_is_503_when_redis_accepts_but_never_answers(tmp_path: Path, db_url: str) -> None:
+    """A Redis that accepts the connection and then stays silent turns /readyz red within seconds."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes handshakes; nobody ever reads or writes
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        with TestClient(create_app(make_settings(tmp_path, db_url, redis_url=url))) as client:
+            started = time.monotonic()
+            r = client.get("/readyz")
+            assert r.status_code == 503
+            assert r.json()["checks"]["redis"] == "error: no answer in time"
+            assert time.monotonic() - started < 10
 
 
 def test_readyz_is_503_when_the_database_is_down(tmp_path: Path) -> None:
