@@ -92,7 +92,8 @@ class StreamingTranscriber:
         self._samples = 0
         self._lock = asyncio.Lock()  # one decode at a time: they compete for the same CPU cores
         self._background: set[asyncio.Task[Transcript]] = set()  # abandoned decodes still running
-        self._running: asyncio.Task[object] | None = None  # the task whose decode is on the model now
+        self._running: asyncio.Task[Transcript] | None = None  # the task whose decode is on the model
+        self._spec: asyncio.Task[Transcript] | None = None
         self.reset()
 
     # --- feeding --------------------------------------------------------------------------------
@@ -188,7 +189,6 @@ class StreamingTranscriber:
         """Silence began: start the final decode of everything pushed so far, in a task."""
         if self._spec is not None or self._samples == 0:
             return
-        self._spec_samples = self._samples
         self._spec = asyncio.create_task(self._final_decode(self._audio()), name="stt-speculative")
 
     def cancel_speculation(self, *, count: bool = True) -> None:
@@ -197,7 +197,7 @@ class StreamingTranscriber:
         The decode itself cannot be interrupted (it runs on a model thread), so it is left to finish
         in the background, and `should_partial` stays False until it has.
         """
-        spec, self._spec = getattr(self, "_spec", None), None
+        spec, self._spec = self._spec, None
         if spec is None:
             return
         if count:
@@ -255,7 +255,7 @@ class StreamingTranscriber:
 
     async def _decode(self, audio: PCM) -> tuple[Transcript, float]:
         async with self._lock:
-            self._running = asyncio.current_task()
+            self._running = asyncio.current_task()  # type: ignore[assignment]
             try:
                 t0 = self._clock()
                 transcript = await self.stt.transcribe(audio, language=self.language, prompt=self.prompt)
