@@ -14,6 +14,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from server.app import create_app
 from server.settings import Settings
@@ -331,7 +332,7 @@ def test_refresh_tokens_are_stored_hashed(client: TestClient) -> None:
     token = client.post("/v1/auth/dev-login", json={"name": "kim"}).json()["refresh_token"]
 
     async def hashes(session: Any) -> list[str]:
-        return list((await session.execute(sa.select(RefreshToken.token_hash))).scalars())
+        return list((await session.execute(select(RefreshToken.token_hash))).scalars())
 
     stored = db_call(client, hashes)
     assert token not in stored and len(stored) == 1 and len(stored[0]) == 64
@@ -362,7 +363,7 @@ def test_bad_access_tokens_get_401(client: TestClient, settings: Settings) -> No
         warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
         hs512 = jwt.encode(_claims(settings, uid), key, algorithm="HS512")
     bad = {
-        "alg none": jwt.encode(_claims(settings, uid), None, algorithm="none"),
+        "alg none": jwt.encode(_claims(settings, uid), "", algorithm="none"),
         "expired": jwt.encode(_claims(settings, uid, exp=past), key, algorithm="HS256"),
         "wrong audience": jwt.encode(_claims(settings, uid, aud="someone-else"), key, algorithm="HS256"),
         "wrong issuer": jwt.encode(_claims(settings, uid, iss="evil"), key, algorithm="HS256"),
