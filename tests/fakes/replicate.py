@@ -10,6 +10,7 @@ and an MP4 encoded by PyAV, served from `/files/...`; `/redirect?to=` answers a 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -18,9 +19,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +31,7 @@ import httpx
 
 from server.generation.prompts import IMAGE_ASPECT_RATIOS, VIDEO_ASPECT_RATIOS
 from server.generation.webhooks import sign
+from tests.conftest import LiveServer, dev_login, make_settings
 
 IMAGE_MODEL = "black-forest-labs/flux-schnell"
 VIDEO_MODEL = "luma/ray"
@@ -359,3 +363,86 @@ def _handler(fake: FakeReplicate) -> type[BaseHTTPRequestHandler]:
             return self._send(201 if view["status"] in ("succeeded", "failed", "canceled") else 202, view)
 
     return Handler
+
+
+# --- a live app wired to the fake ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def live_app(
+    tmp_path: Path, db_url: str, fake: FakeReplicate, *, public: bool = True, **overrides: Any
+) -> Iterator[tuple[LiveServer, httpx.Client]]:
+    """Our app on a real socket, pointed at `fake`, with loopback outputs allowed (test mode).
+
+    With `public` the app's public_base_url is its own URL, so the fake can deliver webhooks and
+    fetch signed photo links. Yields the server and an httpx client on it.
+    """
+    values: dict[str, Any] = {
+        "replicate_api_token": fake.token,
+        "replicate_base_url": fake.url,
+        "replicate_webhook_secret": fake.webhook_secret,
+        "replicate_allow_loopback_outputs": True,
+        "replicate_prefer_wait_s": 0,
+        "generation_poll_interval_s": 0.2,
+        "generation_poll_max_interval_s": 1.0,
+    }
+    values.update(overrides)
+    settings = make_settings(tmp_path, db_url, **values)
+    live = LiveServer(settings)
+    if public:
+        settings.public_base_url = live.url
+    with live, httpx.Client(base_url=live.url, trust_env=False, timeout=30) as client:
+        yield live, client
+
+
+def login(client: httpx.Client, name: str) -> tuple[dict[str, str], uuid.UUID]:
+    """Dev-login headers and the user's id."""
+    headers = dev_login(client, name)
+    me = client.get("/v1/users/me", headers=headers)
+    assert me.status_code == 200, me.text
+    return headers, uuid.UUID(me.json()["id"])
+
+
+def add_memory(db_url: str, user_id: uuid.UUID, **fields: Any) -> uuid.UUID:
+    """Insert a memory row directly (the memories API is another feature's)."""
+    from storage import db
+    from storage.models import Memory
+
+    async def insert() -> uuid.UUID:
+        engine = db.create_engine(db_url)
+        try:
+            async with db.session_factory(engine)() as session:
+                memory = Memory(user_id=user_id, **fields)
+                session.add(memory)
+                await session.commit()
+                return memory.id
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(insert())
+
+
+def upload_photo(client: httpx.Client, headers: dict[str, str]) -> str:
+    """Upload a small real JPEG through the photos API; returns its id."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (180, 140, 90)).save(buf, "JPEG")
+    r = client.post("/v1/photos", headers=headers, files={"file": ("sea.jpg", buf.getvalue(), "image/jpeg")})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def wait_for(
+    client: httpx.Client, headers: dict[str, str], generation_id: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    """Poll our API until the generation reaches one of `statuses`; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get(f"/v1/generations/{generation_id}", headers=headers)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        if body["status"] in statuses:
+            return body
+        assert time.monotonic() < deadline, f"still {body['status']} after {timeout}s: {body}"
+        time.sleep(0.1)
