@@ -234,6 +234,25 @@ def test_dev_login_finds_or_creates_by_name(client: TestClient) -> None:
     assert client.post("/v1/auth/dev-login", json={"name": "lee"}).json()["user"]["id"] != a["user"]["id"]
 
 
+def test_simultaneous_first_logins_create_one_user(client: TestClient) -> None:
+    """Four first logins with one new name at once all get the same, single user."""
+    ids: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def go() -> None:
+        barrier.wait()
+        r = client.post("/v1/auth/dev-login", json={"name": "park"})
+        ids.append(r.json()["user"]["id"] if r.status_code == 200 else str(r.status_code))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 4 and len(set(ids)) == 1, ids
+    assert count_users(client) == 1
+
+
 def test_dev_login_validates_the_name(client: TestClient) -> None:
     """Names must be 1-50 characters after trimming."""
     for name in ("", "   ", "x" * 51):
