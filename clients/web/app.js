@@ -114,6 +114,7 @@ $("records-refresh").addEventListener("click", () => loadRecords(api, message));
 // --- the call --------------------------------------------------------------------------------
 
 const userTurns = new Map(); // item id -> {text, final}
+const replyLines = new Map(); // response id -> its line in "This call"
 let currentItem = null;
 
 function renderUser() {
@@ -135,6 +136,7 @@ function addTurnLine(className, text, extra) {
   li.append(who);
   if (extra) li.append(extra);
   $("turns").append(li);
+  return li;
 }
 
 function timingsLine(timings) {
@@ -175,10 +177,13 @@ const ui = {
   assistantText(text) {
     $("assistant-text").textContent = text;
   },
-  turn({ text, status, timings }) {
-    const line = timingsLine(timings);
+  turn({ id, shown, status, timings }) {
+    // Called again as more of the reply is heard, or when a barge-in cuts it: update its line.
     const mark = status && status !== "completed" ? ` (${status === "cancelled" ? "끊김 · interrupted" : status})` : "";
-    addTurnLine("turn-assistant", `말벗 · Companion: ${text || "…"}${mark}`, line);
+    const text = `말벗 · Companion: ${shown || "…"}${mark}`;
+    const li = replyLines.get(id);
+    if (li) li.firstChild.textContent = text;
+    else replyLines.set(id, addTurnLine("turn-assistant", text, timingsLine(timings)));
   },
   stats(s) {
     app.playedTotal = app.playedBase + s.played;
@@ -214,6 +219,7 @@ $("call").addEventListener("click", async () => {
   $("turns").replaceChildren();
   $("assistant-text").textContent = "";
   userTurns.clear();
+  replyLines.clear();
   renderUser();
   const call = new Call({ token: app.token, language: $("language").value, speed: Number($("speed").value), ui });
   app.call = call;

@@ -4,6 +4,8 @@
 // stats, level). Audio runs in two AudioWorklets at 24 kHz: capture-worklet.js cuts the
 // microphone into 20 ms pcm16 frames, playback-worklet.js plays reply audio through a small
 // jitter buffer and counts what was actually played, which barge-in needs for the truncate.
+// The reply text is shown as it is spoken: each transcript delta is pinned to the audio position
+// it arrived at and revealed when playback gets there, so an interrupted reply shows what was heard.
 
 export const RATE = 24000;
 const FRAME_MS = 20;
@@ -54,7 +56,9 @@ export class Call {
     this.audioItemId = null; // the item its audio belongs to
     this.interrupted = new Set(); // responses cut off by barge-in: their late audio is dropped
     this.playerActive = false;
-    this.replies = new Map(); // response id -> {text}
+    this.replies = new Map(); // response id -> reply (see newReply)
+    this.queued = new Map(); // item id -> reply samples handed to the player
+    this.heard = new Map(); // item id -> reply samples played
     this.stats = { played: 0, buffered: 0, underruns: 0, bargeIns: 0, truncates: [], sent: {}, received: {},
       droppedFrames: 0 };
   }
@@ -238,8 +242,10 @@ export class Call {
   }
 
   onPlayer(msg) {
+    if (msg.itemId) this.heard.set(msg.itemId, msg.itemPlayed);
     if (msg.type === "stats") {
       Object.assign(this.stats, { played: msg.played, buffered: msg.buffered, underruns: msg.underruns });
+      for (const reply of this.replies.values()) this.reveal(reply, !msg.active && reply.status !== null);
       if (msg.active !== this.playerActive) {
         this.playerActive = msg.active;
         if (msg.active) this.ui.state("speaking", "말하는 중 · Speaking");
@@ -256,6 +262,9 @@ export class Call {
         this.send({ type: "conversation.item.truncate", item_id: msg.itemId, content_index: 0,
           audio_end_ms: audioEndMs });
         this.stats.truncates.push({ item_id: msg.itemId, audio_end_ms: audioEndMs, played: msg.played });
+        for (const reply of this.replies.values()) {
+          if (reply.itemId === msg.itemId) this.cutOff(reply);
+        }
       }
       this.bargeInPending = false;
       this.ui.stats(this.stats);
@@ -270,9 +279,42 @@ export class Call {
     // The caller talks over the reply: silence it now and tell the server what was heard.
     this.stats.bargeIns++;
     this.bargeInPending = true;
-    if (this.responseId) this.interrupted.add(this.responseId);
+    if (this.responseId) {
+      this.interrupted.add(this.responseId);
+      this.cutOff(this.replies.get(this.responseId));
+    }
     this.stopPlayback();
     this.ui.bargeIn(this.stats);
+  }
+
+  // --- reply text, as spoken -----------------------------------------------------------------
+
+  newReply(id) {
+    // text: everything received; shown: what playback has reached; pending: [{at, text}] not yet heard.
+    return { id, itemId: null, text: "", shown: "", pending: [], status: null, timings: {}, cut: false };
+  }
+
+  reveal(reply, all = false) {
+    if (!reply || reply.cut || reply.pending.length === 0) return;
+    const heard = reply.itemId ? this.heard.get(reply.itemId) || 0 : 0;
+    let changed = false;
+    while (reply.pending.length && (all || reply.pending[0].at <= heard)) {
+      reply.shown += reply.pending.shift().text;
+      changed = true;
+    }
+    if (!changed) return;
+    if (reply.id === this.shownReply) this.ui.assistantText(reply.shown);
+    if (reply.status) this.ui.turn(reply);
+  }
+
+  cutOff(reply) {
+    // Barge-in: what was not played was not heard; the rest of the text is dropped.
+    if (!reply || reply.cut) return;
+    this.reveal(reply);
+    reply.cut = true;
+    reply.pending = [];
+    if (reply.id === this.shownReply) this.ui.assistantText(reply.shown);
+    if (reply.status) this.ui.turn({ ...reply, status: "cancelled" });
   }
 
   // --- server events ---------------------------------------------------------------------------
@@ -300,7 +342,8 @@ export class Call {
         break;
       case "response.created":
         this.responseId = ev.response && ev.response.id;
-        this.replies.set(this.responseId, { text: "" });
+        this.replies.set(this.responseId, this.newReply(this.responseId));
+        this.shownReply = this.responseId;
         this.ui.assistantText("");
         break;
       case "response.output_audio.delta":
@@ -309,6 +352,9 @@ export class Call {
         this.audioItemId = ev.item_id;
         {
           const pcm = fromBase64(ev.delta || "");
+          this.queued.set(ev.item_id, (this.queued.get(ev.item_id) || 0) + pcm.byteLength / 2);
+          const reply = this.replies.get(ev.response_id);
+          if (reply) reply.itemId = ev.item_id;
           this.player.port.postMessage({ type: "chunk", itemId: ev.item_id, pcm }, [pcm]);
         }
         break;
@@ -318,17 +364,23 @@ export class Call {
         break;
       case "response.output_audio_transcript.delta":
       case "response.audio_transcript.delta": {
-        const reply = this.replies.get(ev.response_id) || { text: "" };
+        const reply = this.replies.get(ev.response_id);
+        if (!reply || reply.cut) break;
+        reply.itemId = reply.itemId || ev.item_id;
         reply.text += ev.delta || "";
-        this.replies.set(ev.response_id, reply);
-        if (ev.response_id === this.responseId) this.ui.assistantText(reply.text);
+        reply.pending.push({ at: (this.queued.get(ev.item_id) || 0) + 1, text: ev.delta || "" });
+        this.reveal(reply);
         break;
       }
       case "response.done": {
         const response = ev.response || {};
-        const reply = this.replies.get(response.id) || { text: "" };
-        const timings = ev.timings || response.timings || {};
-        this.ui.turn({ id: response.id, text: reply.text, status: response.status, timings });
+        const reply = this.replies.get(response.id) || this.newReply(response.id);
+        this.replies.set(response.id, reply);
+        reply.status = response.status || "completed";
+        reply.timings = ev.timings || response.timings || {};
+        // A reply without audio (or whose audio already played) is shown whole at once.
+        if (!reply.itemId || !this.playerActive) this.reveal(reply, !reply.cut);
+        this.ui.turn(reply.cut ? { ...reply, status: "cancelled" } : reply);
         if (response.id === this.responseId) this.responseId = null;
         if (!this.playerActive && !this.responseId) this.ui.state("listening", "듣고 있어요 · Listening");
         break;
