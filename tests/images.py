@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zlib
+from typing import Any
 
 import pillow_heif
 from PIL import Image
@@ -114,3 +115,12 @@ def truncated_jpeg() -> bytes:
 
 def open_image(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data))
+
+
+def upload_photo(client: Any, auth: dict[str, str], data: bytes | None = None, **form: str) -> dict[str, Any]:
+    """POST a photo (a small JPEG by default) and return the created photo."""
+    r = client.post(
+        "/v1/photos", headers=auth, files={"file": ("p.jpg", data or jpeg(), "image/jpeg")}, data=form
+    )
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
