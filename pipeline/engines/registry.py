@@ -1,0 +1,154 @@
+"""Which engines a deployment runs: settings names -> factories, and the loaded set.
+
+Each factory takes the `Settings` object and reads only its own fields (engines never read the
+environment). Heavy modules are imported inside the factories, so naming an engine is what pulls
+in its SDK. `load_engines` is blocking (models load): the gateway calls it in a thread at start.
+
+- `stt_engine`: "whisper".
+- `llm_engine`: "auto" (Gemini when `gemini_api_key` or `gemini_base_url` is set, else
+  OpenAI-compatible when `openai_compat_base_url` is set, else the offline companion), or one of
+  "gemini", "openai_compat", "offline".
+- `tts_engine`: "auto" (per language: `tts_voice_en` for English, `tts_voice_ko` for Korean, espeak
+  for every other language), or one engine name for all languages ("piper", "espeak", "xtts").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import EngineUnavailable
+from pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
+
+
+def _whisper(settings: Any) -> SpeechToText:
+    from pipeline.engines import whisper
+
+    return whisper.load(settings)
+
+
+def _gemini(settings: Any) -> LanguageModel:
+    from pipeline.engines import gemini
+
+    return gemini.load(settings)
+
+
+def _openai_compat(settings: Any) -> LanguageModel:
+    from pipeline.engines import openai_compat
+
+    return openai_compat.load(settings)
+
+
+def _offline(settings: Any) -> LanguageModel:
+    from pipeline.engines import offline
+
+    return offline.load(settings)
+
+
+def _piper(settings: Any) -> TextToSpeech:
+    from pipeline.engines import piper
+
+    return piper.load(settings)
+
+
+def _espeak(settings: Any) -> TextToSpeech:
+    from pipeline.engines import espeak
+
+    return espeak.load(settings)
+
+
+def _xtts(settings: Any) -> TextToSpeech:
+    from pipeline.engines import xtts
+
+    return xtts.load(settings)
+
+
+STT: dict[str, Callable[[Any], SpeechToText]] = {"whisper": _whisper}
+LLM: dict[str, Callable[[Any], LanguageModel]] = {
+    "gemini": _gemini,
+    "openai_compat": _openai_compat,
+    "offline": _offline,
+}
+TTS: dict[str, Callable[[Any], TextToSpeech]] = {"piper": _piper, "espeak": _espeak, "xtts": _xtts}
+
+
+@dataclass
+class Engines:
+    """The engines one server uses for every call. `tts` maps a language (or "*") to its voice."""
+
+    stt: SpeechToText
+    llm: LanguageModel
+    tts: dict[str, TextToSpeech]
+    #: The engine names chosen, for logs and /readyz ("stt", "llm", "tts:ko", ...).
+    names: dict[str, str] = field(default_factory=dict)
+
+    def tts_for(self, language: str) -> TextToSpeech:
+        """The voice for `language` ("ko", "ko-KR", "en-US" ...), falling back to the "*" voice."""
+        base = language.lower().split("-")[0]
+        return self.tts.get(language) or self.tts.get(base) or self.tts["*"]
+
+    async def aclose(self) -> None:
+        """Release clients and model threads (at server shutdown). Engines shared by languages close once."""
+        seen: set[int] = set()
+        for engine in (self.stt, self.llm, *self.tts.values()):
+            if id(engine) in seen:
+                continue
+            seen.add(id(engine))
+            if hasattr(engine, "aclose"):
+                await engine.aclose()
+            elif hasattr(engine, "close"):
+                await asyncio.to_thread(engine.close)
+
+
+def llm_name(settings: Any) -> str:
+    """The LLM engine `llm_engine` stands for ("auto" resolved)."""
+    name = str(settings.llm_engine).lower()
+    if name != "auto":
+        return name
+    if settings.gemini_api_key or settings.gemini_base_url:
+        return "gemini"
+    if settings.openai_compat_base_url:
+        return "openai_compat"
+    return "offline"
+
+
+def tts_names(settings: Any) -> dict[str, str]:
+    """Language -> TTS engine name, "*" for every other language."""
+    name = str(settings.tts_engine).lower()
+    if name != "auto":
+        return {"*": name}
+    return {"en": settings.tts_voice_en, "ko": settings.tts_voice_ko, "*": "espeak"}
+
+
+def _pick(kind: str, table: dict[str, Callable[[Any], Any]], name: str) -> Callable[[Any], Any]:
+    try:
+        return table[name]
+    except KeyError:
+        choices = ", ".join(sorted(table))
+        raise EngineUnavailable(f"unknown {kind} engine {name!r}: choose one of {choices}") from None
+
+
+def load_engines(settings: Any) -> Engines:
+    """Load every configured engine (blocking: models load here). Raises EngineUnavailable.
+
+    A TTS engine used for several languages is loaded once and shared.
+    """
+    names = {"stt": str(settings.stt_engine).lower(), "llm": llm_name(settings)}
+    voices = tts_names(settings)
+    factories = {
+        "stt": _pick("speech-to-text", STT, names["stt"]),
+        "llm": _pick("language model", LLM, names["llm"]),
+    }
+    tts_factories = {lang: _pick("text-to-speech", TTS, voice) for lang, voice in voices.items()}
+    stt = factories["stt"](settings)
+    llm = factories["llm"](settings)
+    loaded: dict[str, TextToSpeech] = {}
+    tts: dict[str, TextToSpeech] = {}
+    for lang, voice in voices.items():
+        if voice not in loaded:
+            loaded[voice] = tts_factories[lang](settings)
+        tts[lang] = loaded[voice]
+        names[f"tts:{lang}"] = voice
+    return Engines(stt=stt, llm=llm, tts=tts, names=names)
