@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 
 from fastapi import HTTPException, status
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 class RateLimiter:
@@ -24,11 +28,15 @@ class RateLimiter:
         reset_in = 60 - int(now % 60)
         if self.redis is not None:
             rkey = f"ratelimit:{key}:{window}"
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(rkey)
-                pipe.expire(rkey, 61)
-                count, _ = await pipe.execute()
-            return int(count), reset_in
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.incr(rkey)
+                    pipe.expire(rkey, 61)
+                    count, _ = await pipe.execute()
+                return int(count), reset_in
+            except (RedisError, OSError) as e:
+                # A Redis outage must not take the API down with it: count in-process until it is back.
+                log.warning("rate limiter: Redis unavailable (%s); counting in-process", e)
         slot = (key, window)
         self._local[slot] = self._local.get(slot, 0) + 1
         while len(self._local) > 10_000:

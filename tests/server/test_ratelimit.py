@@ -96,3 +96,18 @@ async def test_limiter_in_process_and_disabled() -> None:
     off = RateLimiter(0)
     for _ in range(100):
         await off.check("a")
+
+
+async def test_redis_outage_falls_back_to_in_process_counting() -> None:
+    """With Redis unreachable the limiter keeps answering (and still limits) instead of failing requests."""
+    from tests.conftest import free_port
+
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    limiter = RateLimiter(2, dead)
+    fresh_window()
+    await limiter.check("kim")
+    await limiter.check("kim")
+    with pytest.raises(HTTPException) as exc:
+        await limiter.check("kim")
+    assert exc.value.status_code == 429
+    await dead.aclose()
