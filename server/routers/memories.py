@@ -42,7 +42,7 @@ async def _own_photo_ids(session: AsyncSession, user_id: uuid.UUID, ids: list[uu
     found = set(
         (
             await session.execute(
-                sa.select(Photo.id).where(col(Photo.user_id) == user_id, col(Photo.id).in_(wanted))
+                sa.select(col(Photo.id)).where(col(Photo.user_id) == user_id, col(Photo.id).in_(wanted))
             )
         ).scalars()
     )
@@ -66,7 +66,7 @@ async def memories_public(
     photos: dict[uuid.UUID, list[PhotoPublic]] = {m.id: [] for m in memories}
     if memories:
         rows = await session.execute(
-            sa.select(MemoryPhoto.memory_id, Photo)
+            sa.select(col(MemoryPhoto.memory_id), Photo)
             .join(Photo, col(Photo.id) == col(MemoryPhoto.photo_id))
             .where(col(MemoryPhoto.memory_id).in_(list(photos)), col(Photo.user_id) == user_id)
             .order_by(col(MemoryPhoto.memory_id), col(MemoryPhoto.position))
