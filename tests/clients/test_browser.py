@@ -1,0 +1,185 @@
+"""The browser call page, served by the app and driven in Debian's headless Chromium via Playwright.
+
+The fixture speech is Chromium's microphone (`--use-file-for-fake-audio-capture`), so the page
+does a real call: AudioWorklet capture -> /v1/realtime -> speech engines -> AudioWorklet playback.
+No browser is downloaded: without /usr/bin/chromium the test skips (fails under CI=true) with
+the install command.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from tests.clients.conftest import JFK_WORDS
+from tests.conftest import IN_CI, ROOT, LiveServer, make_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+INSTALL = "apt-get install -y chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+QUIET_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def test_page_and_static_files_are_served(tmp_path: Path, sqlite_url: str) -> None:
+    """GET / serves the page; its modules and worklets come as JavaScript; nothing outside clients/web."""
+    with TestClient(create_app(make_settings(tmp_path, sqlite_url))) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert 'data-testid="call"' in page.text
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        for name in ("app.js", "call.js", "records.js", "capture-worklet.js", "playback-worklet.js"):
+            r = client.get(f"/web/{name}")
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript"), name
+        assert client.get("/web/style.css").headers["content-type"].startswith("text/css")
+        assert client.get("/web/..%2Fcli.py").status_code == 404
+        assert client.get("/web/nope.js").status_code == 404
+
+
+def require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if IN_CI:
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} and CI=true; install it with: {INSTALL}")
+    pytest.skip(f"Chromium is not installed at {CHROMIUM}; install it with: {INSTALL}")
+
+
+@pytest.fixture
+def browser_for(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory: launch headless Chromium with extra flags; every browser is closed afterwards."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    browsers: list[Any] = []
+    with sync_playwright() as p:
+
+        def launch(*flags: str) -> Any:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*QUIET_FLAGS, *flags])
+            browsers.append(browser)
+            return browser
+
+        yield launch
+        for browser in browsers:
+            browser.close()
+
+
+def open_page(browser: Any, server: LiveServer) -> tuple[Any, list[str]]:
+    page = browser.new_page(viewport={"width": 1100, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url + "/")
+    return page, errors
+
+
+def dev_login(page: Any, name: str) -> None:
+    page.get_by_test_id("dev-login-name").fill(name)
+    page.get_by_test_id("dev-login").click()
+    page.get_by_test_id("call").wait_for(state="visible", timeout=10_000)
+
+
+def call_stats(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate("window.silvertalk.call.stats"))
+
+
+@pytest.mark.slow
+def test_browser_call_shows_words_plays_reply_and_stops_on_barge_in(
+    live_server: LiveServer, speech_wav_48k: Path, browser_for: Any
+) -> None:
+    """With JFK as the mic, the page shows his words, plays the reply, and speech over it stops playback."""
+    from playwright.sync_api import expect
+
+    browser = browser_for(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech_wav_48k}",
+    )
+    page, errors = open_page(browser, live_server)
+    dev_login(page, "browser-test")
+    page.get_by_test_id("language").select_option("en")
+    page.get_by_test_id("call").click()
+    state = page.get_by_test_id("call-state")
+    expect(state).to_have_attribute("data-state", re.compile("listening|hearing"), timeout=30_000)
+
+    # The spoken words, as the live partial or the final user turn.
+    page.wait_for_function(
+        """words => {
+            const text = document.querySelector('[data-testid=user-transcript]').textContent.toLowerCase();
+            return words.every(w => text.includes(w));
+        }""",
+        arg=list(JFK_WORDS),
+        timeout=90_000,
+    )
+    # Reply audio actually played (a quarter second at 24 kHz), and its text shown as spoken.
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=played-samples]').textContent) > 6000",
+        timeout=60_000,
+    )
+    expect(page.get_by_test_id("assistant-text")).not_to_be_empty()
+
+    # The fake microphone loops: JFK speaks again over the reply. Playback stops, a truncate goes out.
+    page.wait_for_function("() => window.silvertalk.call.stats.truncates.length > 0", timeout=60_000)
+    truncate = call_stats(page)["truncates"][0]
+    assert truncate["audio_end_ms"] > 0, truncate
+    page.wait_for_timeout(800)
+    after = call_stats(page)
+    assert after["played"] == truncate["played"], (truncate, after["played"])
+    assert after["sent"].get("conversation.item.truncate", 0) >= 1
+    assert after["received"].get("response.done", 0) >= 1
+    assert page.get_by_test_id("barge-ins").text_content() != "0"
+    expect(state).to_have_attribute("data-state", re.compile("hearing|thinking"))
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-call.png"), full_page=True)
+    page.get_by_test_id("hangup").click()
+    expect(state).to_have_attribute("data-state", "ended")
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_browser_says_so_when_the_microphone_is_denied(live_server: LiveServer, browser_for: Any) -> None:
+    """When the microphone permission is denied, pressing Call shows a clear message and no call starts."""
+    from playwright.sync_api import expect
+
+    page, errors = open_page(
+        browser_for("--use-fake-device-for-media-stream", "--deny-permission-prompts"), live_server
+    )
+    dev_login(page, "mic-denied")
+    page.get_by_test_id("call").click()
+    expect(page.get_by_test_id("message")).to_contain_text("Microphone access was denied", timeout=15_000)
+    expect(page.get_by_test_id("call-state")).to_have_attribute("data-state", "error")
+    expect(page.get_by_test_id("call")).to_be_enabled()
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_browser_says_so_when_the_token_is_bad(live_server: LiveServer, browser_for: Any) -> None:
+    """A pasted bad token is refused with a message; a token gone bad mid-session sends the user to log in."""
+    from playwright.sync_api import expect
+
+    browser = browser_for("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    page, errors = open_page(browser, live_server)
+    page.get_by_test_id("token-input").fill("not-a-token")
+    page.get_by_test_id("token-use").click()
+    expect(page.get_by_test_id("message")).to_contain_text("log in again", timeout=10_000)
+    expect(page.get_by_test_id("dev-login-name")).to_be_visible()
+
+    # Logged in, then the token goes bad: the socket is refused before it opens.
+    dev_login(page, "token-test")
+    page.evaluate("window.silvertalk.token = 'not-a-token'")
+    page.get_by_test_id("call").click()
+    expect(page.get_by_test_id("message")).to_contain_text("token was refused", timeout=15_000)
+    expect(page.get_by_test_id("dev-login-name")).to_be_visible()
+    assert errors == []
