@@ -62,7 +62,8 @@ async function loadConversations(api, message) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "link";
-    button.textContent = `${when(c.started_at || c.created_at)}${c.summary ? ` — ${c.summary}` : ""}`;
+    const count = typeof c.turn_count === "number" ? ` · ${c.turn_count}` : "";
+    button.textContent = `${when(c.started_at || c.created_at)}${count}${c.summary ? ` — ${c.summary}` : ""}`;
     const turns = document.createElement("div");
     button.addEventListener("click", () => showTurns(api, c, turns).catch((e) => message(`${e.message}`)));
     row.append(button, turns);

@@ -183,3 +183,46 @@ def test_browser_says_so_when_the_token_is_bad(live_server: LiveServer, browser_
     expect(page.get_by_test_id("message")).to_contain_text("token was refused", timeout=15_000)
     expect(page.get_by_test_id("dev-login-name")).to_be_visible()
     assert errors == []
+
+
+@pytest.mark.slow
+def test_browser_records_tab_shows_photos_events_and_memories(
+    live_server: LiveServer, browser_for: Any
+) -> None:
+    """The Records tab lists the user's photo (thumbnail fetched with the token), event and memory."""
+    import io
+
+    import httpx
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(png, format="PNG")
+    with httpx.Client(base_url=live_server.url, trust_env=False) as http:
+        token = http.post("/v1/auth/dev-login", json={"name": "records-test"}).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        r = http.post(
+            "/v1/photos",
+            headers=auth,
+            files={"file": ("a.png", png.getvalue(), "image/png")},
+            data={"caption": "Garden in spring"},
+        )
+        assert r.status_code == 201, r.text
+        r = http.post(
+            "/v1/events",
+            headers=auth,
+            json={"title": "Doctor visit", "starts_at": "2030-05-01T10:00:00+09:00"},
+        )
+        assert r.status_code == 201, r.text
+        r = http.post("/v1/memories", headers=auth, json={"title": "Wedding day", "body": "It rained."})
+        assert r.status_code == 201, r.text
+
+    page, errors = open_page(browser_for(), live_server)
+    dev_login(page, "records-test")
+    page.get_by_test_id("tab-records").click()
+    expect(page.get_by_test_id("photos")).to_contain_text("Garden in spring", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('[data-testid=photos] img').naturalWidth > 0")
+    expect(page.get_by_test_id("events")).to_contain_text("Doctor visit")
+    expect(page.get_by_test_id("memories")).to_contain_text("Wedding day")
+    expect(page.get_by_test_id("conversations")).to_contain_text("none yet")
+    assert errors == []
