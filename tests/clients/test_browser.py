@@ -98,7 +98,7 @@ def call_stats(page: Any) -> dict[str, Any]:
 def test_browser_call_shows_words_plays_reply_and_stops_on_barge_in(
     live_server: LiveServer, speech_wav_48k: Path, browser_for: Any
 ) -> None:
-    """With JFK as the mic, the page shows his words, plays the reply, and speech over it stops playback."""
+    """JFK as the mic: his words show, the reply plays, speech over it stops playback; a drop reconnects."""
     from playwright.sync_api import expect
 
     browser = browser_for(
@@ -143,6 +143,14 @@ def test_browser_call_shows_words_plays_reply_and_stops_on_barge_in(
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-call.png"), full_page=True)
+
+    # A dropped connection comes back by itself, without reloading the page.
+    page.evaluate("window.silvertalk.call.ws.close(3001, 'test: the network dropped')")
+    expect(state).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+    page.wait_for_function(
+        "() => window.silvertalk.call.stats.received['session.updated'] >= 2", timeout=30_000
+    )
+    expect(state).not_to_have_attribute("data-state", re.compile("reconnecting|error|ended"))
     page.get_by_test_id("hangup").click()
     expect(state).to_have_attribute("data-state", "ended")
     assert errors == []
