@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = None
     gemini_api_version: str | None = None
     gemini_model: str = "gemini-2.5-flash"
+    # 0 turns 2.5-flash "thinking" off (seconds before the first word); None leaves the model default.
+    gemini_thinking_budget: int | None = 0
     openai_compat_base_url: str | None = None
     openai_compat_api_key: str | None = None
     openai_compat_model: str = "llama3.1"

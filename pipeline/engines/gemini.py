@@ -213,4 +213,5 @@ def load(settings: Any) -> GeminiLLM:
         base_url=settings.gemini_base_url,
         api_version=settings.gemini_api_version,
         timeout_s=settings.llm_timeout_s,
+        thinking_budget=settings.gemini_thinking_budget,
     )
