@@ -293,7 +293,9 @@ def _handler(fake: FakeReplicate) -> type[BaseHTTPRequestHandler]:
             for k, v in (extra or {}).items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(data)
+            # A client that gave up (the fetcher's time cap) closes first; that is the point.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(data)
 
         def _authorized(self) -> bool:
             if self.headers.get("Authorization") == f"Bearer {fake.token}":

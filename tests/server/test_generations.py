@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from PIL import Image
 
 from storage import db
@@ -59,7 +60,8 @@ def test_image_from_memory_end_to_end(tmp_path: Path, db_url: str, fake: FakeRep
     """A memory becomes a new gallery photo with thumbnails, linked to the memory, via a webhook."""
     with live_app(tmp_path, db_url, fake) as (live, client):
         calls = CallsRecorder()
-        live.server.config.app.state.services.extras["calls"] = calls
+        app: FastAPI = live.server.config.app  # type: ignore[assignment]
+        app.state.services.extras["calls"] = calls
         headers, user_id = login(client, "kim")
         memory_id = add_memory(
             db_url,

@@ -6,6 +6,7 @@ import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def fake() -> Iterator[FakeReplicate]:
 
 def test_webhook_alone_completes_a_generation(tmp_path: Path, db_url: str, fake: FakeReplicate) -> None:
     """With polling slowed to a crawl, the signed completion webhook finishes the generation promptly."""
-    opts = {"generation_poll_interval_s": 60.0, "generation_poll_max_interval_s": 60.0}
+    opts: dict[str, Any] = {"generation_poll_interval_s": 60.0, "generation_poll_max_interval_s": 60.0}
     with live_app(tmp_path, db_url, fake, **opts) as (_live, client):
         headers, _ = login(client, "kim")
         started = time.monotonic()
@@ -38,7 +39,7 @@ def test_webhook_alone_completes_a_generation(tmp_path: Path, db_url: str, fake:
 def test_tampered_stale_and_duplicate_deliveries(tmp_path: Path, db_url: str, fake: FakeReplicate) -> None:
     """Tampered and stale deliveries are refused (401) and change nothing; a repeat is handled once."""
     fake.deliver_webhooks = False
-    opts = {"generation_poll_interval_s": 60.0, "generation_poll_max_interval_s": 60.0}
+    opts: dict[str, Any] = {"generation_poll_interval_s": 60.0, "generation_poll_max_interval_s": 60.0}
     with live_app(tmp_path, db_url, fake, **opts) as (_live, client):
         headers, _ = login(client, "kim")
         gid = client.post("/v1/generations", headers=headers, json={"kind": "image", "prompt": "p"}).json()[
