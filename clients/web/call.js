@@ -54,7 +54,6 @@ export class Call {
     this.retries = 0;
     this.responseId = null; // the response in progress, if any
     this.audioItemId = null; // the item its audio belongs to
-    this.interrupted = new Set(); // responses cut off by barge-in: their late audio is dropped
     this.playerActive = false;
     this.replies = new Map(); // response id -> reply (see newReply)
     this.queued = new Map(); // item id -> reply samples handed to the player
@@ -279,10 +278,9 @@ export class Call {
     // The caller talks over the reply: silence it now and tell the server what was heard.
     this.stats.bargeIns++;
     this.bargeInPending = true;
-    if (this.responseId) {
-      this.interrupted.add(this.responseId);
-      this.cutOff(this.replies.get(this.responseId));
-    }
+    // The server holds the reply's audio at once; it either cancels it (words) or, for a cough,
+    // resumes it from where we stopped hearing, with more audio for the same item.
+    if (this.responseId) this.cutOff(this.replies.get(this.responseId));
     this.stopPlayback();
     this.ui.bargeIn(this.stats);
   }
@@ -348,13 +346,16 @@ export class Call {
         break;
       case "response.output_audio.delta":
       case "response.audio.delta":
-        if (this.interrupted.has(ev.response_id) || !this.player) break;
+        if (!this.player) break;
         this.audioItemId = ev.item_id;
         {
           const pcm = fromBase64(ev.delta || "");
           this.queued.set(ev.item_id, (this.queued.get(ev.item_id) || 0) + pcm.byteLength / 2);
           const reply = this.replies.get(ev.response_id);
-          if (reply) reply.itemId = ev.item_id;
+          if (reply) {
+            reply.itemId = ev.item_id;
+            reply.cut = false; // audio after a barge-in: the server resumed the reply
+          }
           this.player.port.postMessage({ type: "chunk", itemId: ev.item_id, pcm }, [pcm]);
         }
         break;
