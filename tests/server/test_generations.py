@@ -223,7 +223,8 @@ def test_failed_prediction_reads_plainly(tmp_path: Path, db_url: str, fake: Fake
         outcome="failed", error="NSFW content detected. Try running it again, or try a different prompt."
     )
     fake.plan(create_status=422)
-    with live_app(tmp_path, db_url, fake) as (_live, client):
+    # With Prefer: wait the failure comes back in the create answer itself (201).
+    with live_app(tmp_path, db_url, fake, replicate_prefer_wait_s=5) as (_live, client):
         headers, _ = login(client, "kim")
         gid = client.post("/v1/generations", headers=headers, json={"kind": "image", "prompt": "p"}).json()[
             "id"
@@ -239,6 +240,46 @@ def test_failed_prediction_reads_plainly(tmp_path: Path, db_url: str, fake: Fake
         assert done["error"].startswith(
             "The picture could not be started. Replicate refused the request's inputs"
         )
+
+
+def test_transient_errors_are_retried(tmp_path: Path, db_url: str, fake: FakeReplicate) -> None:
+    """A 503 on create is retried with backoff and the generation still succeeds."""
+    fake.plan(create_status=503)
+    fake.plan()
+    with live_app(tmp_path, db_url, fake) as (_live, client):
+        headers, _ = login(client, "kim")
+        gid = client.post("/v1/generations", headers=headers, json={"kind": "image", "prompt": "p"}).json()[
+            "id"
+        ]
+        assert wait_for(client, headers, gid, {"failed", "succeeded"})["status"] == "succeeded"
+        assert len(fake.creates) == 2
+
+
+def test_bad_token_fails_plainly(tmp_path: Path, db_url: str, fake: FakeReplicate) -> None:
+    """A token Replicate refuses (401) fails the generation with words, not a status code."""
+    with live_app(tmp_path, db_url, fake, replicate_api_token="r8_wrong") as (_live, client):
+        headers, _ = login(client, "kim")
+        gid = client.post("/v1/generations", headers=headers, json={"kind": "image", "prompt": "p"}).json()[
+            "id"
+        ]
+        done = wait_for(client, headers, gid, {"failed", "succeeded"})
+        assert done["error"] == (
+            "The picture could not be started. Replicate refused our API token: "
+            "You did not pass a valid authentication token"
+        )
+
+
+def test_too_slow_generation_is_stopped(tmp_path: Path, db_url: str, fake: FakeReplicate) -> None:
+    """Past generation_timeout_s the prediction is cancelled upstream and the generation fails."""
+    fake.plan(processing_s=60)
+    with live_app(tmp_path, db_url, fake, generation_timeout_s=1.0) as (_live, client):
+        headers, _ = login(client, "kim")
+        gid = client.post("/v1/generations", headers=headers, json={"kind": "image", "prompt": "p"}).json()[
+            "id"
+        ]
+        done = wait_for(client, headers, gid, {"failed", "succeeded"})
+        assert done["error"] == "The picture took too long and was stopped"
+        assert [p.status() for p in fake.predictions.values()] == ["canceled"]
 
 
 def test_forbidden_output_address_fails_the_generation(
