@@ -55,6 +55,10 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
     if settings.replicate_allow_loopback_outputs and settings.environment == "production":
         # Loopback outputs (and plain http to them) exist for the local fake Replicate only.
         raise RuntimeError("SILVERTALK_REPLICATE_ALLOW_LOOPBACK_OUTPUTS must be off in production")
+    if settings.replicate_webhook_secret:
+        from server.generation.webhooks import secret_key
+
+        secret_key(settings.replicate_webhook_secret)  # a malformed secret fails the start, clearly
     client = ReplicateClient(
         base_url=settings.replicate_base_url,
         token=settings.replicate_api_token,
