@@ -9,7 +9,7 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -23,6 +23,16 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 NOT_FOUND = HTTPException(404, "Event not found")
 MAX_RANGE = timedelta(days=400)
+
+
+def _unmangle_offset(value: object) -> object:
+    """A "+09:00" typed into a URL unencoded arrives as " 09:00"; read it as the offset it was."""
+    if isinstance(value, str) and len(value) > 6 and value[-6] == " " and value[-3] == ":":
+        return f"{value[:-6]}+{value[-5:]}"
+    return value
+
+
+RangeTime = Annotated[AwareDatetime | None, BeforeValidator(_unmangle_offset)]
 
 
 def _local(event: Event, when: datetime | None) -> datetime | None:
@@ -76,8 +86,8 @@ async def create_event(body: EventCreate, user: CurrentUser, session: SessionDep
 async def list_events(
     user: CurrentUser,
     session: SessionDep,
-    start: AwareDatetime | None = None,
-    end: AwareDatetime | None = None,
+    start: RangeTime = None,
+    end: RangeTime = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[EventPublic] | OccurrenceList:

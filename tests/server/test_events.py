@@ -131,6 +131,9 @@ def test_a_seoul_week_expands_recurring_and_one_off_events(client: TestClient, a
     # The same instant written in UTC selects the same occurrences.
     same = occurrences(client, auth, "2026-03-08T15:00:00Z", "2026-03-15T15:00:00Z")
     assert same["items"] == body["items"]
+    # A "+" left unencoded in the URL (it decodes to a space) still means the offset.
+    raw = client.get("/v1/events?start=2026-03-09T00:00:00+09:00&end=2026-03-16T00:00:00+09:00", headers=auth)
+    assert raw.status_code == 200 and raw.json()["items"] == body["items"]
 
 
 def test_occurrences_overlapping_the_range_start_are_included(
