@@ -156,17 +156,31 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn in a thread, for clients that need a real socket (openai SDK, CLI, browser)."""
+    """uvicorn in a thread, for clients that need a real socket (openai SDK, CLI, browser).
+
+    The listening socket is bound here and handed to uvicorn, so no other process can take the
+    port between choosing it and serving on it.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
         config = uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
             ws="websockets", ws_max_size=settings.realtime_max_message_bytes, lifespan="on",
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        except BaseException as e:  # surfaced by __enter__ with the real cause
+            self.error = e
 
     @property
     def url(self) -> str:
@@ -178,16 +192,19 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("live server did not start")
+                raise RuntimeError(
+                    f"live server did not start (error: {self.error!r}; the app's start-up log is above)"
+                ) from self.error
             time.sleep(0.02)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        self.sock.close()
 
 
 def run(coro: Any) -> Any:
