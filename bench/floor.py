@@ -39,9 +39,8 @@ def first_sentence(text: str) -> str:
 
 async def measure(turns: list[Turn], fake_url: str, api_key: str) -> list[dict[str, Any]]:
     """Time each engine alone, turn by turn (engines loaded the way the server loads them)."""
-    from pipeline.engines.registry import load_engines
-
     from bench.serve import ROOT
+    from pipeline.engines.registry import load_engines
     from server.settings import Settings
 
     settings = Settings(
@@ -161,11 +160,41 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
     return data
 
 
+def profile_stt(repeats: int = 3) -> None:
+    """Profile the slowest stage, the Whisper decode, with pyinstrument; writes results/stt-profile.html.
+
+    The decode runs in the engine's private thread, which pyinstrument does not follow, so the
+    engine's own decode function is called here on the main thread.
+    """
+    from pyinstrument import Profiler
+
+    from bench.serve import ROOT
+    from pipeline.engines.whisper import WhisperSTT
+
+    stt = WhisperSTT(ROOT / "models" / "whisper-base", device="cpu", cpu_threads=2)
+    audio = resample(inputs.fixture_turns()[0].pcm, RATE, stt.sample_rate)
+    stt._decode(audio, "en", None)  # warm-up
+    profiler = Profiler(interval=0.001)
+    profiler.start()
+    for _ in range(repeats):
+        stt._decode(audio, "en", None)
+    profiler.stop()
+    stt.close()
+    print(profiler.output_text(unicode=False, color=False))
+    report.RESULTS.mkdir(parents=True, exist_ok=True)
+    (report.RESULTS / "stt-profile.html").write_text(profiler.output_html())
+    print(f"wrote {report.RESULTS / 'stt-profile.html'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="model floor and pipeline overhead")
     p.add_argument("--ttft", type=float, default=0.3)
+    p.add_argument("--profile", action="store_true", help="profile one Whisper decode instead")
     a = p.parse_args(argv)
-    run(a.ttft)
+    if a.profile:
+        profile_stt()
+    else:
+        run(a.ttft)
 
 
 if __name__ == "__main__":
