@@ -111,7 +111,10 @@ def compare(floor: list[dict[str, Any]], v2v: dict[str, Any]) -> list[dict[str, 
                 "name": f["name"],
                 "v2v_ms": t["v2v_ms"],
                 "minus_floor_ms": minus_floor,
-                "overhead_ms": minus_floor - wait if wait is not None else None,
+                "minus_floor_and_wait_ms": minus_floor - wait if wait is not None else None,
+                # With a fully speculative reply the engines run during the endpointing wait, so
+                # the critical path is the longer of the two; the rest is the pipeline's own cost.
+                "overhead_ms": t["v2v_ms"] - max(f["floor_ms"], wait) if wait is not None else None,
             }
         )
     return out
@@ -138,7 +141,8 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
         metrics[f"v2v - floor (target p50 <= {TARGET_V2V_MINUS_FLOOR_MS:.0f})"] = [
             d["minus_floor_ms"] for d in diffs
         ]
-        metrics[f"v2v - floor - endpointing wait (target p50 <= {TARGET_OVERHEAD_MS:.0f})"] = [
+        metrics["v2v - floor - endpointing wait"] = [d["minus_floor_and_wait_ms"] for d in diffs]
+        metrics[f"pipeline: v2v - max(floor, wait) (target p50 <= {TARGET_OVERHEAD_MS:.0f})"] = [
             d["overhead_ms"] for d in diffs
         ]
     else:

@@ -261,16 +261,34 @@ def server_env(fake_url: str, api_key: str) -> dict[str, str]:
     }
 
 
+#: The gateway's `response.done` timings: ms from the end of the caller's speech (server clock).
+SERVER_STAGES = {
+    "turn_end_ms": "endpointing wait (turn end)",
+    "transcript_ms": "end of speech -> final transcript",
+    "llm_first_token_ms": "end of speech -> first LLM token",
+    "tts_first_audio_ms": "end of speech -> first TTS audio",
+    "first_audio_sent_ms": "end of speech -> first audio sent",
+}
+
+
 def stage_rows(results: list[TurnResult]) -> list[list[Any]]:
-    """Voice-to-voice and its breakdown: client-side measures, then every numeric server timing."""
+    """Voice-to-voice and its breakdown: the caller's measures, then the server's timings."""
     metrics: dict[str, list[float | None]] = {
-        "voice-to-voice (client)": [r.v2v_ms for r in results],
-        "endpointing wait (client)": [r.endpoint_ms for r in results],
-        "VAD end - label (server audio_end_ms)": [r.vad_end_error_ms for r in results],
+        "voice-to-voice (label -> first audio received)": [r.v2v_ms for r in results],
+        "label -> speech_stopped received": [r.endpoint_ms for r in results],
+        "server VAD end - label (audio_end_ms)": [r.vad_end_error_ms for r in results],
     }
-    keys = sorted({k for r in results for k, v in r.timings.items() if isinstance(v, int | float)})
-    for k in keys:
-        metrics[f"server timings.{k}"] = [r.timings.get(k) for r in results]
+    for key, title in SERVER_STAGES.items():
+        metrics[f"server: {title}"] = [r.timings.get(key) for r in results]
+    metrics["label -> server end of speech + delivery"] = [
+        r.v2v_ms - r.timings["first_audio_sent_ms"]
+        if r.v2v_ms is not None and "first_audio_sent_ms" in r.timings
+        else None
+        for r in results
+    ]
+    known = {*SERVER_STAGES, "speculative"}
+    for k in sorted({k for r in results for k, v in r.timings.items() if isinstance(v, int | float)} - known):
+        metrics[f"server: {k}"] = [r.timings.get(k) for r in results]
     return report.stats_rows(metrics)
 
 
@@ -304,7 +322,11 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
             stage_rows(results),
         )
     )
-    print(f"sentences cut in two: {len(cut)} {cut}; turns without a reply: {len(missed)} {missed}")
+    speculative = sum(1 for r in results if r.timings.get("speculative"))
+    print(
+        f"sentences cut in two: {len(cut)} {cut}; turns without a reply: {len(missed)} {missed}; "
+        f"replies prepared speculatively: {speculative}/{len(results)}"
+    )
     data = {
         "ttft_s": ttft_s,
         "summary": {
@@ -315,6 +337,7 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
             dict(zip(["stage", "n", "p50", "p95", "max"], row, strict=True)) for row in stage_rows(results)
         ],
         "cut_in_two": cut,
+        "speculative_replies": speculative,
         "no_reply": missed,
         "turns": [{**r.__dict__, "cut": r.cut} for r in results],
     }

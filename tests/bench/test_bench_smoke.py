@@ -115,3 +115,35 @@ def test_results_json_has_no_nan(tmp_path: Path) -> None:
     path = report.write("x", {"value": math.nan, "rows": [{"p50": 1.0}]}, tmp_path)
     data = json.loads(path.read_text())
     assert data["value"] is None and data["rows"] == [{"p50": 1.0}] and data["machine"]["cores"]
+
+
+def test_floor_differences_per_turn() -> None:
+    """v2v minus the floor, minus the wait, and minus the longer of the two are computed per turn."""
+    from bench.floor import compare
+
+    floor = [{"name": "a", "floor_ms": 1000.0}, {"name": "b", "floor_ms": 900.0}]
+    v2v = {"turns": [{"name": "a", "v2v_ms": 1100.0, "endpoint_ms": 700.0}, {"name": "b", "v2v_ms": None}]}
+    (d,) = compare(floor, v2v)
+    assert (d["minus_floor_ms"], d["minus_floor_and_wait_ms"], d["overhead_ms"]) == (100.0, -600.0, 100.0)
+
+
+async def test_instant_engines_follow_the_engine_protocols() -> None:
+    """The calls benchmark's engines are real SpeechToText/LanguageModel/TextToSpeech implementations."""
+    from bench import engines
+    from pipeline.engines.base import ChatContext, LanguageModel, SpeechToText, TextToSpeech
+
+    stt, llm, tts = engines.load_stt(None), engines.load_llm(None), engines.load_tts(None)
+    assert isinstance(stt, SpeechToText) and isinstance(llm, LanguageModel) and isinstance(tts, TextToSpeech)
+    assert (await stt.transcribe(np.zeros(1600, dtype=np.int16), language="en")).text
+    assert [d async for d in llm.stream([], ChatContext(system_prompt=""))]
+    chunks = [c async for c in tts.synthesize("Hi.", language="en")]
+    assert len(chunks[0]) == tts.sample_rate // 2
+
+
+def test_callers_frames_are_20_ms_base64() -> None:
+    """Simulated callers send 20 ms pcm16 frames at 24 kHz: 960 bytes, 1280 base64 characters."""
+    from bench.callers import frames_of
+
+    frames = frames_of(inputs.fixture_turns()[:1])
+    assert {len(f) for f in frames} == {1280}
+    assert len(frames) * 0.02 >= inputs.fixture_turns()[0].duration_s + 2.0
