@@ -32,6 +32,22 @@ LONG_REPLY = (
     "But by the evening, every boat had come safely home."
 )
 SHORT_REPLY = "Of course. Go ahead."
+INTERRUPTION = "Sorry, wait a moment please."
+
+
+def reply_for(body: dict[str, Any]) -> Any:
+    """The fake's answer: short to the interruption, long to anything else.
+
+    Chosen from the request, not scripted in order, because speculative replies may ask the LLM
+    more than once per turn.
+    """
+    from tests.fakes.gemini import Reply
+
+    contents = body.get("contents") or [{}]
+    said = " ".join(str(p.get("text", "")) for p in contents[-1].get("parts", [])).lower()
+    if "wait" in said or "moment" in said:
+        return Reply(text=SHORT_REPLY, chunks=1)
+    return Reply(text=LONG_REPLY, chunks=6)
 
 
 def barge_keys(timings: dict[str, Any]) -> dict[str, float]:
@@ -83,12 +99,13 @@ async def trial(call: Call, question: Turn, interruption: Turn) -> dict[str, Any
 
 
 def run(trials: int = 5, ttft_s: float = 0.3) -> dict[str, Any]:
-    from tests.fakes.gemini import FakeGemini, Reply
+    from tests.fakes.gemini import FakeGemini
 
-    piper = inputs.piper_turns()
+    questions = inputs.piper_turns()
+    (interruption,) = inputs.piper_turns((INTERRUPTION,), "interruption")
     results: list[dict[str, Any]] = []
     with (
-        FakeGemini(reply=SHORT_REPLY, ttft_s=ttft_s, chunk_delay_s=0.3) as fake,
+        FakeGemini(reply=reply_for, ttft_s=ttft_s, chunk_delay_s=0.3) as fake,
         ServerProcess("bargein", server_env(fake.url, fake.api_key)) as server,
     ):
 
@@ -100,8 +117,7 @@ def run(trials: int = 5, ttft_s: float = 0.3) -> dict[str, Any]:
                 try:
                     await call.silence(0.5)
                     for i in range(trials):
-                        fake.script(Reply(text=LONG_REPLY, chunks=6), Reply(text=SHORT_REPLY, chunks=1))
-                        res = await trial(call, piper[i % len(piper)], piper[(i + 5) % len(piper)])
+                        res = await trial(call, questions[i % len(questions)], interruption)
                         results.append(res)
                         print(f"  trial {i + 1}: {res}", flush=True)
                 finally:

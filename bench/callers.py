@@ -83,7 +83,7 @@ async def caller(
             async def read() -> None:
                 async for raw in ws:
                     # Parse only the few events we count; audio deltas are skipped unparsed.
-                    head = raw[:60] if isinstance(raw, str) else ""
+                    head = raw[:100] if isinstance(raw, str) else ""
                     if '"error"' in head:
                         if probes:
                             rtt = (time.monotonic() - probes.popleft()) * 1000
@@ -102,11 +102,10 @@ async def caller(
             prefix = b'{"type":"input_audio_buffer.append","audio":"'
             while not stop.is_set() and not reader.done():
                 due = start + n * FRAME_MS / 1000
-                now = time.monotonic()
-                if due > now:
-                    await asyncio.sleep(due - now)
-                elif stats.measuring:
-                    stats.slip_ms.append((now - due) * 1000)
+                if due > time.monotonic():
+                    await asyncio.sleep(due - time.monotonic())
+                if stats.measuring:  # how late this frame leaves (0 when on time)
+                    stats.slip_ms.append(max(0.0, time.monotonic() - due) * 1000)
                 await ws.send((prefix + frames[i] + b'"}').decode("ascii"))
                 i, n = (i + 1) % len(frames), n + 1
                 if time.monotonic() >= next_probe:

