@@ -13,7 +13,8 @@ One `StreamingTranscriber` serves one call, one utterance at a time::
 
 Why this shape: a Whisper decode costs about 1 s on the development CPU whatever the clip length,
 so decodes are rationed. Partials re-decode the whole utterance (utterances are short) at most once
-per `partial_every_s` of new audio, never while another decode runs. Stability is LocalAgreement-2
+per `partial_every_s` of new audio, never while another decode runs, and leave the model idle
+between them so that the final decode rarely waits behind one. Stability is LocalAgreement-2
 on words: a word becomes committed once two consecutive decodes agree on it and everything before
 it, and committed words are never taken back. The final decode starts when silence begins
 (`speculate`), so by the time endpointing decides the turn is over the transcript is mostly ready.
@@ -78,6 +79,7 @@ class StreamingTranscriber:
         partial_every_s: float = 1.0,
         min_utterance_s: float = 1.0,
         min_gap_s: float = 0.25,
+        idle_ratio: float = 1.0,
     ) -> None:
         self.stt = stt
         self.language = language
@@ -85,6 +87,7 @@ class StreamingTranscriber:
         self.partial_every_s = partial_every_s
         self.min_utterance_s = min_utterance_s
         self.min_gap_s = min_gap_s
+        self.idle_ratio = idle_ratio
         self.stats = TranscriberStats()
         self._clock = clock
         self._rate = stt.sample_rate
@@ -137,14 +140,17 @@ class StreamingTranscriber:
         That is: the utterance is at least `min_utterance_s` long, no decode of any kind is running,
         no speculation is pending, at least `partial_every_s` of new audio arrived since the last
         decode (or as much as the last decode took, if more: decodes never queue up), and `now`
-        (on the `clock` timebase) is `min_gap_s` past the last decode, leaving the CPU to others.
+        (on the `clock` timebase) is past the last decode's end by `min_gap_s` or `idle_ratio`
+        times its duration, whichever is more. That idle time is what makes speculation pay: a
+        partial decode still running when the caller stops speaking delays the final decode by
+        what is left of it, so partials keep the model busy at most 1/(1+idle_ratio) of the time.
         """
         if self._spec is not None or self.busy or self.duration_s < self.min_utterance_s:
             return False
         new_s = (self._samples - self._decoded_samples) / self._rate
         if new_s < max(self.partial_every_s, self._last_decode_s):
             return False
-        return now - self._last_decode_end >= self.min_gap_s
+        return now - self._last_decode_end >= max(self.min_gap_s, self.idle_ratio * self._last_decode_s)
 
     async def partial(self) -> Partial:
         """Decode the utterance so far and return committed text plus the tentative tail.

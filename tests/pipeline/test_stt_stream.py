@@ -132,7 +132,7 @@ async def test_reset_starts_a_fresh_utterance() -> None:
 
 async def test_jfk_streamed_with_real_whisper(whisper: WhisperSTT, jfk: PCM) -> None:
     """JFK streamed in 0.5 s chunks: committed words never change, speculation hits, the final is right."""
-    st = StreamingTranscriber(whisper, "en", partial_every_s=3.0, min_gap_s=0.0)
+    st = StreamingTranscriber(whisper, "en", partial_every_s=3.0, min_gap_s=0.0, idle_ratio=0.0)
     partials: list[Partial] = []
     step = 8000
     for i in range(0, len(jfk), step):
