@@ -192,6 +192,8 @@ class GeminiLLM:
                     fc = part.function_call
                     outputs.append(
                         ToolCall(
+                            # The Gemini API often sends no call id; ours are marked "local-" so
+                            # they are not sent back as if Gemini had issued them.
                             id=fc.id or f"local-{uuid.uuid4().hex[:12]}",
                             name=fc.name or "",
                             arguments=dict(fc.args or {}),
