@@ -26,6 +26,8 @@ class TurnStarted:
     start_ms: int
     #: The first voiced frame.
     voiced_ms: int
+    #: Silence since the previous turn ended, if there was one.
+    gap_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class Endpointer:
         min_pause_ms: int = 120,
         pause_factor: float = 1.5,
         history: int = 30,
+        learn_restarts: bool = True,
     ) -> None:
         self.silence_ms = silence_ms
         self.prefix_padding_ms = prefix_padding_ms
@@ -83,6 +86,9 @@ class Endpointer:
         self.pause_trigger_ms = pause_trigger_ms
         self.min_pause_ms = min_pause_ms
         self.pause_factor = pause_factor
+        #: Count a quick restart after a turn end as a pause. A caller that knows whether a reply was
+        #: heard in between (then the restart is an answer, not a pause) turns this off and decides.
+        self.learn_restarts = learn_restarts
         self.pauses: deque[int] = deque(maxlen=history)
         self._window: deque[tuple[bool, int]] = deque(maxlen=start_window)
         self.in_turn = False
@@ -112,16 +118,17 @@ class Endpointer:
             first = next(t for v, t in self._window if v)
             voiced = sum(self.frame_ms for v, _ in self._window if v)
             self._window.clear()
-            if self._last_end is not None and first - self._last_end <= self.max_silence_ms:
+            gap = None if self._last_end is None else first - self._last_end
+            if self.learn_restarts and gap is not None and gap <= self.max_silence_ms:
                 # We ended their previous turn but they carried on: that silence was a pause of theirs.
-                self.pauses.append(first - self._last_end)
+                self.pauses.append(gap)
             self.in_turn = True
             self._silent_since = None
             self._pause_announced = False
             self._resume_run = 0
             self.voiced_ms = voiced
             self.turn_start_ms = max(0, first - self.prefix_padding_ms)
-            return [TurnStarted(start_ms=self.turn_start_ms, voiced_ms=first)]
+            return [TurnStarted(start_ms=self.turn_start_ms, voiced_ms=first, gap_ms=gap)]
 
         if self._silent_since is None:
             if is_speech:

@@ -1,0 +1,339 @@
+"""The conversation core without sockets: feed audio frames and requests, check the events that come out.
+
+The engines are small fakes of the external models (they implement the engine Protocols); the
+core (VAD, endpointer, StreamingTranscriber, sentences, replies) is the real code. Time is a fake
+clock advanced 20 ms per frame fed, so the tests run faster than real time and deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import numpy as np
+import pytest
+
+from pipeline import RetryableEngineError
+from pipeline.conversation import CallConfig, Conversation
+from pipeline.engines.base import PCM, ChatContext, LLMOutput, Message, TextDelta, Transcript
+from pipeline.events import (
+    InputCommitted,
+    ItemTruncated,
+    OutputEvent,
+    ReplyAudio,
+    ReplyTextDelta,
+    ResponseDone,
+    ResponseStarted,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptDelta,
+    TranscriptFinal,
+)
+
+RATE = 16000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the fake clock: wake once the feeding has moved time past the deadline."""
+        deadline = self.t + seconds
+        await asyncio.sleep(0)
+        while self.t < deadline:  # noqa: ASYNC110 - the fake clock has no event to wait on
+            await asyncio.sleep(0)
+
+
+def voiced_seconds(audio: PCM) -> float:
+    frames = audio[: len(audio) // 320 * 320].reshape(-1, 320)
+    return float((np.abs(frames).max(axis=1) > 2000).sum() * 0.02)
+
+
+class FakeSTT:
+    """Whisper stand-in: one word ("hello") per 0.3 s of loud audio, or what `text_fn` says."""
+
+    sample_rate = RATE
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.text_fn: Callable[[PCM], str] = lambda a: " ".join(["hello"] * round(voiced_seconds(a) / 0.3))
+
+    async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
+        self.calls.append(len(audio) / RATE)
+        await asyncio.sleep(0)
+        return Transcript(self.text_fn(audio), language)
+
+
+class FakeLLM:
+    """Streams a fixed reply in small deltas; optionally fails after `fail_after` deltas."""
+
+    def __init__(self, reply: str = "Nice to hear you. The weather is lovely today. Shall we walk?") -> None:
+        self.reply = reply
+        self.histories: list[list[Message]] = []
+        self.fail_after: int | None = None
+
+    async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
+        self.histories.append(list(history))
+        for i in range(0, len(self.reply), 4):
+            if self.fail_after is not None and i // 4 >= self.fail_after:
+                raise RetryableEngineError("503 upstream unavailable")
+            await asyncio.sleep(0)
+            yield TextDelta(self.reply[i : i + 4])
+
+
+class FakeTTS:
+    """A 200 Hz tone, 40 ms per character, at 16 kHz (resampled by the core to the output rate)."""
+
+    sample_rate = RATE
+
+    def __init__(self) -> None:
+        self.spoken: list[str] = []
+
+    async def synthesize(self, text: str, *, language: str, speed: float = 1.0) -> AsyncIterator[PCM]:
+        self.spoken.append(text)
+        n = int(len(text) * 0.04 * RATE)
+        yield (np.sin(np.arange(n) * 2 * np.pi * 200 / RATE) * 3000).astype(np.int16)
+
+
+class Engines:
+    def __init__(self) -> None:
+        self.stt, self.llm, self.tts = FakeSTT(), FakeLLM(), FakeTTS()
+
+    def tts_for(self, language: str) -> FakeTTS:
+        return self.tts
+
+
+def speech(ms: int) -> PCM:
+    t = np.arange(ms * RATE // 1000) / RATE
+    x = ((t * 140) % 1.0 - 0.5) * 2 * 0.3 * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    return (x * 32767).astype(np.int16)
+
+
+def silence(ms: int) -> PCM:
+    return np.zeros(ms * RATE // 1000, dtype=np.int16)
+
+
+class Call:
+    """A conversation plus its fake clock and everything it emitted."""
+
+    def __init__(self, **config: object) -> None:
+        self.engines = Engines()
+        self.clock = Clock()
+        cfg = CallConfig(
+            language="en", input_rate=RATE, output_rate=24000, lead_ms=1e9, apology="Sorry, say again?"
+        )
+        for k, v in config.items():
+            setattr(cfg, k, v)
+        self.conv = Conversation(
+            self.engines, ChatContext("be kind", "en"), cfg, clock=self.clock, sleep=self.clock.sleep
+        )
+        self.events: list[OutputEvent] = []
+
+    async def settle(self, rounds: int = 30) -> None:
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+        while not self.conv.out.empty():
+            self.events.append(self.conv.out.get_nowait())
+
+    async def feed(self, pcm: PCM) -> None:
+        for i in range(0, len(pcm), 320):
+            self.conv.push_audio(pcm[i : i + 320])
+            self.clock.t += 0.02
+            await self.settle(4)
+
+    async def until(self, kind: type, n: int = 1, limit: int = 2000) -> None:
+        for _ in range(limit):
+            if sum(isinstance(e, kind) for e in self.events) >= n:
+                return
+            self.clock.t += 0.01
+            await asyncio.sleep(0.001)
+            await self.settle(3)
+        raise AssertionError(f"no {kind.__name__} in {[type(e).__name__ for e in self.events]}")
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def names(self) -> list[str]:
+        return [type(e).__name__ for e in self.events]
+
+    async def close(self) -> None:
+        await self.conv.aclose()
+
+
+@pytest.fixture
+async def call() -> AsyncIterator[Call]:
+    c = Call()
+    yield c
+    await c.close()
+
+
+async def test_a_turn_flows_to_a_spoken_reply(call: Call) -> None:
+    """Speech then silence: committed turn, final transcript, reply text and <=100 ms audio, completed."""
+    await call.feed(silence(300))
+    await call.feed(speech(1200))
+    await call.feed(silence(1000))
+    await call.until(ResponseDone)
+    names = [n for n in call.names() if n not in ("ReplyAudio", "ReplyTextDelta", "TranscriptDelta")]
+    assert names == [
+        "SpeechStarted",
+        "SpeechStopped",
+        "InputCommitted",
+        "ItemCreated",
+        "TranscriptFinal",
+        "ResponseStarted",
+        "ResponseDone",
+    ]
+    started = call.of(SpeechStarted)[0]
+    assert started.audio_start_ms == 0  # 300 ms of padding before speech at 300 ms
+    assert call.of(SpeechStopped)[0].audio_end_ms == 1500
+    assert call.of(TranscriptFinal)[0].text == "hello hello hello hello"
+    audio = call.of(ReplyAudio)
+    assert audio and all(len(a.pcm) <= 2400 for a in audio)
+    text = "".join(d.delta for d in call.of(ReplyTextDelta))
+    assert text.split() == call.engines.llm.reply.split()
+    done = call.of(ResponseDone)[0]
+    assert done.status == "completed" and done.text == call.engines.llm.reply
+    assert done.timings["speculative"] == 1.0
+    # The reply was prepared during the endpointing wait: ready before the turn ended.
+    assert done.timings["llm_first_token_ms"] < done.timings["turn_end_ms"]
+    assert done.timings["first_audio_sent_ms"] - done.timings["turn_end_ms"] <= 20  # one frame
+    assert call.engines.llm.histories[0][-1] == Message("user", "hello hello hello hello")
+    assert [i.role for i in call.conv.items] == ["user", "assistant"]
+
+
+async def test_speculative_reply_discarded_when_caller_goes_on(call: Call) -> None:
+    """A pause that was not the end: the speculative transcript and reply vanish without a trace."""
+    await call.feed(speech(900))
+    await call.feed(silence(400))
+    await call.feed(speech(900))
+    await call.feed(silence(1000))
+    await call.until(ResponseDone)
+    assert len(call.of(SpeechStarted)) == 1 and len(call.of(ResponseStarted)) == 1
+    finals = call.of(TranscriptFinal)
+    assert len(finals) == 1 and len(finals[0].text.split()) == 6
+    assert call.engines.llm.histories[-1][-1].text == finals[0].text
+    assert call.conv.stt.stats.speculations_cancelled == 1
+
+
+async def test_slow_speaker_mid_sentence_pause_keeps_the_turn(call: Call) -> None:
+    """After 650 ms pauses, the speaker's 900 ms mid-sentence pause does not end the turn."""
+    for _ in range(3):
+        await call.feed(speech(700))
+        await call.feed(silence(650))
+    await call.feed(speech(700))
+    await call.feed(silence(900))
+    await call.feed(speech(700))
+    assert call.of(SpeechStopped) == []
+    await call.feed(silence(1500))
+    await call.until(ResponseDone)
+    assert len(call.of(SpeechStopped)) == 1 and len(call.of(InputCommitted)) == 1
+
+
+async def test_partial_transcripts_while_speaking(call: Call) -> None:
+    """A long utterance yields growing stable partial transcripts before the final one."""
+    await call.feed(speech(4000))
+    deltas = call.of(TranscriptDelta)
+    assert deltas and "".join(d.delta for d in deltas).split()[0] == "hello"
+
+
+async def start_reply(call: Call) -> ResponseStarted:
+    call.engines.llm.reply = "I remember that summer very well. We went to the sea every day. It was warm."
+    call.conv.config.lead_ms = 100
+    await call.feed(speech(900))
+    await call.feed(silence(800))
+    await call.until(ReplyAudio)
+    await call.feed(silence(1000))  # about a second of the reply is heard
+    return call.of(ResponseStarted)[0]
+
+
+async def test_barge_in_stops_audio_at_once_and_keeps_heard_text(call: Call) -> None:
+    """Caller speech during a reply: no audio after speech_started, cancelled, history keeps the heard."""
+    started = await start_reply(call)
+    await call.feed(speech(800))
+    i = max(i for i, e in enumerate(call.events) if isinstance(e, SpeechStarted))
+    assert not any(isinstance(e, ReplyAudio) for e in call.events[i:])
+    done = call.of(ResponseDone)[0]
+    assert done.status == "cancelled" and done.status_details == {
+        "type": "cancelled",
+        "reason": "turn_detected",
+    }
+    assert 900 <= done.audio_ms <= 1300
+    full = call.engines.llm.reply
+    assert done.text and full.startswith(done.text) and len(done.text) < len(full) / 2
+    assistant = next(i for i in call.conv.items if i.id == started.item_id)
+    assert assistant.text == done.text
+    # The client says it played only 500 ms: the history keeps only those words.
+    call.conv.truncate(started.item_id, 0, 500)
+    await call.settle()
+    truncated = call.of(ItemTruncated)[0]
+    assert (
+        truncated.audio_end_ms == 500
+        and full.startswith(truncated.text)
+        and len(truncated.text) < len(done.text)
+    )
+    await call.feed(silence(1000))
+    await call.until(ResponseDone, 2)
+    assert Message("assistant", truncated.text) in call.engines.llm.histories[-1]
+
+
+async def test_cough_during_reply_resumes_it(call: Call) -> None:
+    """A 100 ms knock during the reply pauses the voice, then it resumes where it stopped and completes."""
+    await start_reply(call)
+    await call.feed(speech(100))
+    i = max(i for i, e in enumerate(call.events) if isinstance(e, SpeechStarted))
+    await call.feed(silence(400))
+    assert any(isinstance(e, ReplyAudio) for e in call.events[i:])
+    await call.until(ResponseDone)
+    done = call.of(ResponseDone)[0]
+    assert done.status == "completed" and done.text == call.engines.llm.reply
+    assert len(call.of(InputCommitted)) == 1
+
+
+async def test_no_words_in_the_interruption_resumes_the_reply(call: Call) -> None:
+    """A 400 ms noise that transcribes to nothing resumes the reply instead of cancelling it."""
+    await start_reply(call)
+    call.engines.stt.text_fn = lambda a: ""
+    await call.feed(speech(400))
+    await call.feed(silence(900))
+    await call.until(ResponseDone)
+    assert call.of(ResponseDone)[0].status == "completed"
+    assert len(call.of(InputCommitted)) == 1
+
+
+async def test_llm_failure_apologises_and_the_call_goes_on(call: Call) -> None:
+    """An upstream LLM error mid-reply: the apology is spoken, status failed, and the next turn works."""
+    call.engines.llm.fail_after = 6
+    await call.feed(speech(900))
+    await call.feed(silence(1000))
+    await call.until(ResponseDone)
+    done = call.of(ResponseDone)[0]
+    assert done.status == "failed" and done.text.endswith("Sorry, say again?")
+    assert "Sorry, say again?" in call.engines.tts.spoken
+    call.engines.llm.fail_after = None
+    await call.feed(silence(2500))  # they listen to the apology
+    await call.feed(speech(900))
+    await call.feed(silence(1000))
+    await call.until(ResponseDone, 2)
+    assert call.of(ResponseDone)[1].status == "completed"
+
+
+async def test_turn_detection_off_text_items_and_manual_commit(call: Call) -> None:
+    """Without VAD the client commits audio and asks for replies; Korean text items are answered."""
+    call.conv.configure(turn_detection=False, language="ko")
+    call.conv.add_text("user", "안녕하세요, 오늘 기분이 좋아요.")
+    call.conv.create_response()
+    await call.until(ResponseDone)
+    assert call.engines.llm.histories[0] == [Message("user", "안녕하세요, 오늘 기분이 좋아요.")]
+    await call.feed(speech(900))
+    assert call.of(SpeechStarted) == []
+    call.conv.commit()
+    await call.until(TranscriptFinal)
+    assert call.of(TranscriptFinal)[0].text == "hello hello hello"
+    assert len(call.of(ResponseStarted)) == 1
+    call.conv.create_response()
+    await call.until(ResponseDone, 2)
+    assert call.engines.llm.histories[-1][-1] == Message("user", "hello hello hello")
