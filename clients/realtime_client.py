@@ -240,10 +240,17 @@ def numeric_fields(value: Any) -> dict[str, float]:
     return out
 
 
+TIMINGS_KEYS = ("silvertalk_timings", "timings")
+
+
 def timings_of(event: Mapping[str, Any]) -> dict[str, float]:
-    """Per-turn timings from `response.done`: the gateway's extra `timings`, top-level or in `response`."""
+    """Per-turn timings from `response.done`: Silvertalk's extra field in `response` (or top-level)."""
     response = event.get("response") or {}
-    return numeric_fields(event.get("timings") or response.get("timings") or {})
+    for where in (response, event):
+        for key in TIMINGS_KEYS:
+            if isinstance(where.get(key), Mapping):
+                return numeric_fields(where[key])
+    return {}
 
 
 class CallLog:

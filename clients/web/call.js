@@ -378,7 +378,7 @@ export class Call {
         const reply = this.replies.get(response.id) || this.newReply(response.id);
         this.replies.set(response.id, reply);
         reply.status = response.status || "completed";
-        reply.timings = ev.timings || response.timings || {};
+        reply.timings = response.silvertalk_timings || response.timings || ev.timings || {};
         // A reply without audio (or whose audio already played) is shown whole at once.
         if (!reply.itemId || !this.playerActive) this.reveal(reply, !reply.cut);
         this.ui.turn(reply.cut ? { ...reply, status: "cancelled" } : reply);

@@ -49,7 +49,7 @@ def test_call_log_waits_for_the_reply_to_the_last_turn() -> None:
             "response": {
                 "id": "r1",
                 "status": "completed",
-                "timings": {"first_audio_ms": 412.5, "stage": "x", "nested": {"stt_ms": 90}},
+                "silvertalk_timings": {"first_audio_ms": 412.5, "stage": "x", "nested": {"stt_ms": 90}},
             },
         }
     )
