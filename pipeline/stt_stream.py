@@ -35,6 +35,10 @@ import numpy as np
 
 from pipeline.engines.base import PCM, SpeechToText, Transcript
 
+#: A pause, for `should_partial`: the last 200 ms at least 25 dB below the utterance's loudest 20 ms.
+PAUSE_PROBE_S = 0.2
+PAUSE_DROP_DB = 25.0
+
 
 @dataclass(frozen=True, slots=True)
 class Partial:
@@ -97,6 +101,9 @@ class StreamingTranscriber:
         self._background: set[asyncio.Task[Transcript]] = set()  # abandoned decodes still running
         self._running: asyncio.Task[Transcript] | None = None  # the task whose decode is on the model
         self._spec: asyncio.Task[Transcript] | None = None
+        self._levels: list[float] = []  # dB of each 20 ms block of the utterance
+        self._peak_db = 0.0
+        self._level_rest: np.ndarray = np.zeros(0, dtype=np.float32)  # samples short of a block
         self.reset()
 
     # --- feeding --------------------------------------------------------------------------------
@@ -104,8 +111,27 @@ class StreamingTranscriber:
     def push(self, pcm: PCM) -> None:
         """Append audio of the current utterance (mono int16 at `stt.sample_rate`)."""
         if len(pcm):
-            self._chunks.append(np.asarray(pcm, dtype=np.int16))
+            pcm = np.asarray(pcm, dtype=np.int16)
+            self._chunks.append(pcm)
             self._samples += len(pcm)
+            self._track_level(pcm)
+
+    def _track_level(self, pcm: PCM) -> None:
+        """Keep the level (dB) of each 20 ms block and the utterance's loudest, to spot a pause."""
+        block = self._rate // 50
+        x = np.concatenate([self._level_rest, pcm.astype(np.float32)])
+        n = len(x) // block
+        if n:
+            energy = np.mean(np.square(x[: n * block].reshape(n, block)), axis=1)
+            levels = 10.0 * np.log10(np.maximum(energy, 1.0))
+            self._levels.extend(levels.tolist())
+            self._peak_db = max(self._peak_db, float(levels.max()))
+        self._level_rest = x[n * block :]
+
+    def _pausing(self) -> bool:
+        """True when the last `PAUSE_PROBE_S` of audio is far quieter than the utterance's speech."""
+        n = round(PAUSE_PROBE_S * 50)
+        return len(self._levels) >= n and max(self._levels[-n:]) < self._peak_db - PAUSE_DROP_DB
 
     @property
     def duration_s(self) -> float:
@@ -116,6 +142,9 @@ class StreamingTranscriber:
         """Forget the utterance (and any speculation) and start the next one. Stats are kept."""
         self.cancel_speculation(count=False)
         self._chunks, self._samples = [], 0
+        self._levels = []
+        self._peak_db = 0.0
+        self._level_rest = np.zeros(0, dtype=np.float32)
         self._decoded_samples = 0  # audio covered by the last partial decode
         self._last_decode_s = 0.0
         self._last_decode_end = float("-inf")
@@ -144,8 +173,12 @@ class StreamingTranscriber:
         times its duration, whichever is more. That idle time is what makes speculation pay: a
         partial decode still running when the caller stops speaking delays the final decode by
         what is left of it, so partials keep the model busy at most 1/(1+idle_ratio) of the time.
+        For the same reason there is no partial while the audio's tail is much quieter than the
+        speech before it: the caller is pausing, and the final decode is probably next.
         """
         if self._spec is not None or self.busy or self.duration_s < self.min_utterance_s:
+            return False
+        if self._pausing():
             return False
         new_s = (self._samples - self._decoded_samples) / self._rate
         if new_s < max(self.partial_every_s, self._last_decode_s):

@@ -151,3 +151,14 @@ async def test_jfk_streamed_with_real_whisper(whisper: WhisperSTT, jfk: PCM) -> 
     assert st.stats.speculative_hits == 1 and len(st.stats.final_decode_s) == 1
     decodes = [round(s, 2) for s in st.stats.partial_decode_s]
     print(f"partial decodes {decodes} s, final {st.stats.final_decode_s[0]:.2f} s")
+
+
+async def test_no_partial_while_the_caller_pauses() -> None:
+    """When the audio's tail is far quieter than the speech, no partial starts: the final is likely next."""
+    stt = ScriptedSTT(["hello"])
+    st = StreamingTranscriber(stt, "en", min_gap_s=0.0)
+    st.push(second(1.2))
+    st.push(np.full(4000, 20, np.int16))  # 250 ms near-silence
+    assert not st.should_partial(time.monotonic())
+    st.push(second(1.0))  # speaking again
+    assert st.should_partial(time.monotonic())
