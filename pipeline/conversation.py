@@ -141,6 +141,8 @@ class Conversation:
         self.replies: dict[str, Reply] = {}  # by assistant item id, for truncation
         self.stt = StreamingTranscriber(engines.stt, config.language, clock=clock)
         self.last_activity = clock()
+        #: When the caller last spoke or sent something (the idle watchdog reads it).
+        self.last_caller_activity = clock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._splitter = FrameSplitter()
         self._input: list[PCM] = []  # audio since the last commit/clear (turn detection off)
@@ -217,7 +219,7 @@ class Conversation:
             self._partial_task = self._spawn(self._partial(self._turn))
 
     def _turn_started(self, event: TurnStarted) -> None:
-        self.last_activity = self.clock()
+        self.last_activity = self.last_caller_activity = self.clock()
         last = self.replies.get(self.items[-1].id) if self.items else None
         heard = last.played_ms() if last is not None else (self.reply.played_ms() if self.reply else 0.0)
         if event.gap_ms is not None and event.gap_ms <= self._ep.max_silence_ms and heard < 500:
@@ -292,12 +294,12 @@ class Conversation:
         self._emit(InputCommitted(item.id, previous))
         self._emit(ItemCreated(item.id, previous, "user", "input_audio"))
         spec, self.spec = self.spec, None
+        self._spawn(self._transcribe(item))  # announced once, even if the reply is cancelled early
         if spec is not None and spec.status is None:
             spec.stamps.update(self._turn_stamps)
             self._make_live(spec)
             spec.release()
             return
-        self._spawn(self._transcribe(item))
         if self.config.create_response:
             self._make_live(self._start_reply(item, speculative=False))
 
@@ -493,6 +495,7 @@ class Conversation:
 
     def add_text(self, role: str, text: str, item_id: str | None = None) -> Item:
         """conversation.item.create with text content."""
+        self.last_caller_activity = self.clock()
         previous = self.items[-1].id if self.items else None
         item = Item(item_id or new_id("item"), role, "text", text)
         item.ready.set()
@@ -575,6 +578,11 @@ class Conversation:
                 f"Item '{item_id}' does not exist.", code="item_delete_invalid_item_id", event_id=event_id
             )
         )
+
+    @property
+    def busy(self) -> bool:
+        """True while the caller is mid-turn or a reply is being spoken."""
+        return self._ep.in_turn or (self.reply is not None and self.reply.status is None)
 
     # --- plumbing ------------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ class Reply:
     user_item_id: str | None = None
     on_done: Callable[[Reply], None] | None = None
     _buffer: list[OutputEvent] = field(default_factory=list)
+    _started: list[OutputEvent] = field(default_factory=list)
     _chunks: list[_Chunk] = field(default_factory=list)
     _total_ms: float = 0.0
     _sent: int = 0
@@ -108,6 +109,8 @@ class Reply:
     # --- control (called by the conversation, synchronously) -----------------------------------
 
     def emit(self, event: OutputEvent) -> None:
+        if isinstance(event, ResponseStarted):
+            self._started.append(event)
         if self.released:
             self.emit_out(event)
         else:
@@ -329,8 +332,8 @@ class Reply:
         )
 
     def emit_out_final(self, event: OutputEvent) -> None:
-        # A reply that was never released ends without a trace: nobody saw it begin.
-        if self.released:
+        # A reply that never began (unreleased, or cancelled before response.created) ends without a trace.
+        if self.released and any(isinstance(e, ResponseStarted) for e in self._started):
             self.emit_out(event)
 
     def timings(self) -> dict[str, float]:

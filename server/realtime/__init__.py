@@ -1,13 +1,34 @@
-"""The realtime WebSocket gateway (OpenAI Realtime protocol) at /v1/realtime."""
+"""The realtime WebSocket gateway (OpenAI Realtime protocol) at /v1/realtime.
+
+Modules: `protocol` (session shapes, server events), `gateway` (the route), `calls` (open calls per
+user, `push` for other features), `store` (conversations and turns), `metrics` (Prometheus).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
+
+from server.realtime.calls import CallRegistry
+from server.realtime.metrics import CallMetrics
 
 if TYPE_CHECKING:
     from server.app import Services
 
 
 async def start(services: Services, stack: AsyncExitStack) -> None:
-    """Load the speech engines and the call registry (filled in by the realtime work)."""
+    """Create the call registry and metrics; load the speech engines now when `preload_engines`.
+
+    A missing model fails the start with the engine's message (EngineUnavailable). Without
+    preloading, the first call loads them.
+    """
+    settings = services.settings
+    services.extras["calls"] = CallRegistry(settings.realtime_max_calls_per_user)
+    services.extras["metrics"] = CallMetrics()
+    if settings.preload_engines:
+        from pipeline.engines.registry import load_engines
+
+        engines = await asyncio.to_thread(load_engines, settings)
+        services.extras["engines"] = engines
+        stack.push_async_callback(engines.aclose)

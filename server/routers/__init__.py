@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from server.generation import signing, webhooks
+from server.realtime import gateway, metrics
 from server.routers import (
     auth,
     conversations,
@@ -28,5 +29,7 @@ ROUTERS: list[APIRouter] = [
     generations.router,
     webhooks.router,
     signing.router,
+    gateway.router,
+    metrics.router,
     web.router,
 ]

@@ -1,0 +1,365 @@
+"""`GET /v1/realtime`: the WebSocket route. It only moves bytes and events between the socket and the core.
+
+Auth: `Authorization: Bearer <access token>`, or for browsers the subprotocol
+`openai-insecure-api-key.<token>` (echoed back in the accept). No or bad token, or an `Origin` that is
+neither allowed (`allowed_origins`) nor this host: the upgrade is refused with 403. Audio arrives
+base64 in `input_audio_buffer.append` or, as a fast path for our own clients, as *binary* WebSocket
+frames of raw audio in the session's input format. Limits: message size (uvicorn `ws_max_size` and
+a check here), call length, open calls per user, and an idle caller is asked once whether they are
+still there, then the call ends (close code 1000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from pipeline import prompts
+from pipeline.conversation import CallConfig, Conversation
+from pipeline.engines.base import ChatContext
+from pipeline.events import ItemTruncated, OutputEvent, ReplyAudio, ResponseDone, TranscriptFinal
+from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
+from server.realtime.metrics import CallMetrics
+from server.realtime.protocol import Encoder, ProtocolError, Session, apply_session
+from server.realtime.store import CallStore, load_user_facts
+from server.security import InvalidToken, decode_access_token
+from storage.models import User
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
+IDLE_PROMPTS = {
+    "ko": "아직 거기 계세요? 편하실 때 말씀해 주세요.",
+    "en": "Are you still there? Take your time.",
+}
+
+
+def _token(ws: WebSocket) -> tuple[str | None, str | None]:
+    """The bearer token and the subprotocol to echo (when the token came that way)."""
+    auth = ws.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip(), None
+    for proto in ws.scope.get("subprotocols") or []:
+        if proto.startswith(SUBPROTOCOL_PREFIX):
+            return proto[len(SUBPROTOCOL_PREFIX) :], proto
+    return None, None
+
+
+def _origin_ok(ws: WebSocket, allowed: list[str]) -> bool:
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: Origin is no authentication anyway
+    if origin in allowed or "*" in allowed:
+        return True
+    return urlsplit(origin).netloc == ws.headers.get("host", "")
+
+
+@router.websocket("/v1/realtime")
+async def realtime(ws: WebSocket) -> None:
+    services = ws.app.state.services
+    settings = services.settings
+    token, subprotocol = _token(ws)
+    if not _origin_ok(ws, settings.allowed_origins) or token is None:
+        await ws.close(code=1008)  # before accept: the client sees HTTP 403
+        return
+    try:
+        user_id = decode_access_token(settings, token)
+    except InvalidToken:
+        await ws.close(code=1008)
+        return
+    async with services.sessions() as s:
+        user = await s.get(User, user_id)
+    if user is None:
+        await ws.close(code=1008)
+        return
+    await ws.accept(subprotocol=subprotocol)
+    call = Call(ws, services, user, beta=ws.headers.get("openai-beta", "").startswith("realtime=v1"))
+    await call.run()
+
+
+async def get_engines(services: Any) -> Any:
+    """The loaded engines; the first call loads them when they were not preloaded."""
+    engines = services.extras.get("engines")
+    if engines is not None:
+        return engines
+    lock: asyncio.Lock = services.extras.setdefault("engines_lock", asyncio.Lock())
+    async with lock:
+        if services.extras.get("engines") is None:
+            from pipeline.engines.registry import load_engines
+
+            services.extras["engines"] = await asyncio.to_thread(load_engines, services.settings)
+    return services.extras["engines"]
+
+
+class Call:
+    """One open call: the socket, the session, the conversation core, and persistence."""
+
+    def __init__(self, ws: WebSocket, services: Any, user: User, *, beta: bool) -> None:
+        self.ws, self.services, self.user, self.beta = ws, services, user, beta
+        self.settings = services.settings
+        self.session = Session(language=None)
+        self.encoder = Encoder(beta=beta, session=self.session)
+        self.registry: CallRegistry = services.extras["calls"]
+        self.metrics: CallMetrics = services.extras["metrics"]
+        self.store = CallStore(services.sessions, user.id)
+        self._send_lock = asyncio.Lock()
+        self._persist: asyncio.Queue[OutputEvent | None] = asyncio.Queue()
+        self.conv: Conversation | None = None
+
+    @property
+    def language(self) -> str:
+        return self.session.language or self.user.language or "ko"
+
+    async def send(self, event: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+
+    async def run(self) -> None:
+        entry = OpenCall(self.user.id, None, self.send)
+        try:
+            await self.registry.open(entry)
+        except TooManyCalls as e:
+            await self.send(self.encoder.error(str(e), code="too_many_calls"))
+            await self.ws.close(code=1008)
+            return
+        self.metrics.calls_open.inc()
+        self.metrics.calls_total.inc()
+        try:
+            engines = await get_engines(self.services)
+            facts = await load_user_facts(self.services.sessions, self.user)
+            entry.conversation_id = await self.store.start(self.language)
+            self.conv = Conversation(engines, self._context(facts), self._config())
+            await self.send(self.encoder.session_event("session.created"))
+            async with asyncio.timeout(self.settings.realtime_max_call_s), asyncio.TaskGroup() as tg:
+                reader = tg.create_task(self._read())
+                tg.create_task(self._write())
+                tg.create_task(self._watch())
+                tg.create_task(self._save())
+                await reader
+                raise _Hangup
+        except* _Hangup:
+            pass
+        except* TimeoutError:
+            await self._close(1000, "maximum call length reached")
+        except* WebSocketDisconnect:
+            pass
+        finally:
+            if self.conv is not None:
+                await self.conv.aclose()
+            with contextlib.suppress(Exception):
+                await self.store.end()
+            await self.registry.close(entry)
+            self.metrics.calls_open.dec()
+
+    def _context(self, facts: dict[str, Any]) -> ChatContext:
+        name = self.user.display_name or ""
+        prompt = prompts.system_prompt(self.language, name, facts)
+        if self.session.instructions:
+            prompt = f"{prompt}\n{self.session.instructions}"
+        return ChatContext(system_prompt=prompt, language=self.language, user_name=name, facts=facts)
+
+    def _config(self) -> CallConfig:
+        td = self.session.turn_detection
+        s = self.settings
+        c = CallConfig(
+            language=self.language,
+            input_rate=self.session.input_format.rate,
+            output_rate=self.session.output_format.rate,
+            turn_detection=td is not None,
+            min_silence_ms=s.realtime_min_silence_ms,
+            max_silence_ms=s.realtime_max_silence_ms,
+            speed=self.session.speed or self.user.speech_rate or 1.0,
+            apology=prompts.apology(self.language),
+        )
+        if td is not None:
+            c.threshold, c.prefix_padding_ms = float(td["threshold"]), int(td["prefix_padding_ms"])
+            c.silence_duration_ms = int(td["silence_duration_ms"])
+            c.create_response, c.interrupt_response = (
+                bool(td["create_response"]),
+                bool(td["interrupt_response"]),
+            )
+        return c
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)
+
+    # --- socket -> core ------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        limit = self.settings.realtime_max_message_bytes
+        while True:
+            msg = await self.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            assert self.conv is not None
+            if msg.get("bytes") is not None:
+                if len(msg["bytes"]) > limit:
+                    await self.send(self.encoder.error("Message too large.", code="message_too_large"))
+                    continue
+                self.conv.push_audio(self.session.input_format.decode(msg["bytes"]))
+                continue
+            text = msg.get("text") or ""
+            if len(text) > limit:
+                await self.send(
+                    self.encoder.error(f"Message larger than {limit} bytes.", code="message_too_large")
+                )
+                continue
+            try:
+                event = json.loads(text)
+                if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                    raise ProtocolError("Each client event must be a JSON object with a string 'type'.")
+            except (json.JSONDecodeError, ProtocolError) as e:
+                await self.send(self.encoder.error(f"Invalid client event: {e}", code="invalid_event"))
+                continue
+            try:
+                await self._handle(event)
+            except ProtocolError as e:
+                await self.send(
+                    self.encoder.error(str(e), code="invalid_value", event_id_=event.get("event_id"))
+                )
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        conv, kind, eid = self.conv, event["type"], event.get("event_id")
+        assert conv is not None
+        if kind == "input_audio_buffer.append":
+            audio = event.get("audio")
+            if not isinstance(audio, str):
+                raise ProtocolError("input_audio_buffer.append needs 'audio' (base64).")
+            try:
+                data = base64.b64decode(audio, validate=True)
+            except (binascii.Error, ValueError):
+                raise ProtocolError("input_audio_buffer.append: 'audio' is not valid base64.") from None
+            conv.push_audio(self.session.input_format.decode(data))
+        elif kind == "session.update":
+            apply_session(self.session, event.get("session"))
+            c = self._config()
+            conv.configure(
+                language=c.language,
+                input_rate=c.input_rate,
+                output_rate=c.output_rate,
+                turn_detection=c.turn_detection,
+                threshold=c.threshold,
+                prefix_padding_ms=c.prefix_padding_ms,
+                silence_duration_ms=c.silence_duration_ms,
+                create_response=c.create_response,
+                interrupt_response=c.interrupt_response,
+                speed=c.speed,
+                apology=c.apology,
+            )
+            conv.context = self._context(dict(conv.context.facts))
+            await self.send(self.encoder.session_event("session.updated"))
+        elif kind == "input_audio_buffer.commit":
+            conv.commit(eid)
+        elif kind == "input_audio_buffer.clear":
+            conv.clear_input()
+        elif kind == "conversation.item.create":
+            role, text = _text_item(event.get("item"))
+            conv.add_text(role, text, (event.get("item") or {}).get("id"))
+        elif kind == "conversation.item.truncate":
+            item_id, end = event.get("item_id"), event.get("audio_end_ms")
+            if not isinstance(item_id, str) or not isinstance(end, int):
+                raise ProtocolError(
+                    "conversation.item.truncate needs 'item_id' and an integer 'audio_end_ms'."
+                )
+            conv.truncate(item_id, int(event.get("content_index") or 0), end, eid)
+        elif kind == "conversation.item.delete":
+            if not isinstance(event.get("item_id"), str):
+                raise ProtocolError("conversation.item.delete needs 'item_id'.")
+            conv.delete_item(event["item_id"], eid)
+        elif kind == "response.create":
+            conv.create_response(eid)
+        elif kind == "response.cancel":
+            conv.cancel_response(eid)
+        else:
+            raise ProtocolError(f"Unknown client event type '{kind}'.")
+
+    # --- core -> socket ------------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        assert self.conv is not None
+        conv = self.conv
+        while True:
+            event = await conv.out.get()
+            if isinstance(event, ReplyAudio):
+                reply = conv.replies.get(event.item_id)
+                if reply is not None and (reply.held or reply.status == "cancelled"):
+                    continue  # barge-in: not one more byte of this reply
+            elif isinstance(event, TranscriptFinal | ResponseDone | ItemTruncated):
+                self._persist.put_nowait(event)
+                if isinstance(event, ResponseDone):
+                    self.metrics.observe_response(event.status, event.timings)
+            for wire in self.encoder.encode(event):
+                await self.send(wire)
+
+    async def _save(self) -> None:
+        while (event := await self._persist.get()) is not None:
+            try:
+                if isinstance(event, TranscriptFinal):
+                    await self.store.add_turn(event.item_id, "user", event.text, "completed", {})
+                elif isinstance(event, ResponseDone):
+                    await self.store.add_turn(
+                        event.item_id, "assistant", event.text, event.status, event.timings
+                    )
+                elif isinstance(event, ItemTruncated):
+                    await self.store.truncate(event.item_id, event.text)
+            except Exception:
+                log.exception("could not store a turn")
+
+    async def _watch(self) -> None:
+        """Idle caller: ask once whether they are still there, then hang up."""
+        assert self.conv is not None
+        conv, s = self.conv, self.settings
+        prompt_at: float | None = None
+        while True:
+            await asyncio.sleep(min(1.0, s.realtime_idle_prompt_s / 4))
+            now = time.monotonic()
+            if conv.busy:
+                conv.last_activity = now
+            if prompt_at is not None and conv.last_caller_activity > prompt_at:
+                prompt_at = None  # they came back
+            quiet = now - max(conv.last_activity, conv.last_caller_activity)
+            if prompt_at is None and quiet >= s.realtime_idle_prompt_s:
+                prompt_at = now
+                text = IDLE_PROMPTS.get(prompts.lang_key(self.language), IDLE_PROMPTS["en"])
+                conv.create_response(fixed_text=text)
+            elif (
+                prompt_at is not None
+                and not conv.busy
+                and (now - prompt_at >= s.realtime_idle_hangup_s - s.realtime_idle_prompt_s)
+            ):
+                await self.send(
+                    {"type": "silvertalk.call.ending", "event_id": "event_idle", "reason": "idle"}
+                )
+                await self._close(1000, "idle")
+                raise _Hangup
+
+
+class _Hangup(Exception):
+    """The call ends from our side (idle, or the reader saw the socket close)."""
+
+
+def _text_item(item: Any) -> tuple[str, str]:
+    if not isinstance(item, dict):
+        raise ProtocolError("conversation.item.create needs an 'item' object.")
+    if item.get("type", "message") != "message":
+        raise ProtocolError(f"Item type '{item.get('type')}' is not supported; send a 'message'.")
+    role = item.get("role", "user")
+    if role not in ("user", "assistant", "system"):
+        raise ProtocolError(f"Unknown item role '{role}'.")
+    parts = item.get("content")
+    if not isinstance(parts, list) or not parts:
+        raise ProtocolError("A message item needs a non-empty 'content' list.")
+    texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") in ("input_text", "text")]
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ProtocolError("Only text content (input_text) is supported in conversation.item.create.")
+    return role, " ".join(texts)

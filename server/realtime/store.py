@@ -1,0 +1,123 @@
+"""What a call keeps in the database: a Conversation row per call and a Turn per user or assistant turn.
+
+Turns hold the text as actually spoken (the final transcript) or heard (a reply cut by barge-in is
+stored as cut), their status and the per-turn timings. At hang-up the conversation gets `ended_at`
+and a short summary: the caller's first sentences. `facts()` reads what the offline LLM and the
+system prompt may use: today's events and recent memories of the user.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Conversation, Event, Memory, Turn, User
+
+
+class CallStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> None:
+        self.sessions, self.user_id = sessions, user_id
+        self.conversation_id: uuid.UUID | None = None
+        self._first_user_text: list[str] = []
+
+    async def start(self, language: str) -> uuid.UUID:
+        async with self.sessions() as s:
+            row = Conversation(user_id=self.user_id, language=language)
+            s.add(row)
+            await s.commit()
+            self.conversation_id = row.id
+        return row.id
+
+    async def add_turn(
+        self, item_id: str, role: str, text: str, status: str, timings: dict[str, float]
+    ) -> None:
+        if self.conversation_id is None:
+            return
+        if role == "user" and text and len(" ".join(self._first_user_text)) < 200:
+            self._first_user_text.append(text)
+        async with self.sessions() as s:
+            s.add(
+                Turn(
+                    conversation_id=self.conversation_id,
+                    item_id=item_id,
+                    role=role,
+                    text=text[:20000],
+                    status=status,
+                    ended_at=datetime.now(UTC),
+                    timings=timings,
+                )
+            )
+            await s.commit()
+
+    async def truncate(self, item_id: str, text: str) -> None:
+        if self.conversation_id is None:
+            return
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(Turn).where(Turn.conversation_id == self.conversation_id, Turn.item_id == item_id)
+            )
+            for turn in rows.scalars():
+                turn.text = text
+            await s.commit()
+
+    async def end(self) -> None:
+        if self.conversation_id is None:
+            return
+        async with self.sessions() as s:
+            row = await s.get(Conversation, self.conversation_id)
+            if row is not None:
+                row.ended_at = datetime.now(UTC)
+                summary = " ".join(self._first_user_text).strip()
+                row.summary = (summary[:300] + "…") if len(summary) > 300 else (summary or None)
+                await s.commit()
+
+
+async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User) -> dict[str, Any]:
+    """Today's events (in the user's time zone) and their five most recent memories."""
+    try:
+        tz = ZoneInfo(user.time_zone)
+    except Exception:
+        tz = ZoneInfo("Asia/Seoul")
+    now = datetime.now(tz)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    async with sessions() as s:
+        events = (
+            (
+                await s.execute(
+                    select(Event)
+                    .where(
+                        Event.user_id == user.id,
+                        Event.starts_at >= start.astimezone(UTC),
+                        Event.starts_at < (start + timedelta(days=1)).astimezone(UTC),
+                    )
+                    .order_by(Event.starts_at)
+                    .limit(10)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        memories = (
+            (
+                await s.execute(
+                    select(Memory)
+                    .where(Memory.user_id == user.id)
+                    .order_by(Memory.created_at.desc())
+                    .limit(5)  # type: ignore[attr-defined]
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return {
+        "today": now.date().isoformat(),
+        "today_events": [
+            {"title": e.title, "time": e.starts_at.astimezone(tz).strftime("%H:%M")} for e in events
+        ],
+        "memories": [{"title": m.title, "happened_on": m.happened_on, "place": m.place} for m in memories],
+    }

@@ -1,0 +1,225 @@
+"""The realtime gateway over a real socket: the openai SDK holds calls with real speech and engines."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from faster_whisper import decode_audio
+from openai import AsyncOpenAI
+
+from pipeline.audio import ULAW_8K
+from tests.conftest import FIXTURES, LiveServer, make_settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One live server with the real engines (Whisper base, offline LLM, Piper/espeak) for the module."""
+    tmp = tmp_path_factory.mktemp("rt")
+    settings = make_settings(
+        tmp,
+        f"sqlite+aiosqlite:///{tmp / 'rt.db'}",
+        preload_engines=True,
+        stt_model_dir=Path(__file__).resolve().parents[2] / "models" / "whisper-base",
+        allowed_origins=["http://good.example"],
+    )
+    with LiveServer(settings) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def token(server: LiveServer) -> str:
+    r = httpx.post(f"{server.url}/v1/auth/dev-login", json={"name": "rt-kim"}, trust_env=False)
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def pcm(name: str, rate: int) -> np.ndarray:
+    x = decode_audio(str(FIXTURES / name), sampling_rate=rate)
+    return (np.clip(x, -1, 1) * 32767).astype(np.int16)
+
+
+def client(server: LiveServer, token: str) -> AsyncOpenAI:
+    return AsyncOpenAI(api_key=token, base_url=f"{server.url}/v1", websocket_base_url=f"{server.ws_url}/v1")
+
+
+async def stream(conn: Any, audio: bytes, bytes_per_20ms: int, speed: float = 4.0) -> None:
+    """Send audio as 20 ms appends at `speed` x real time."""
+    for i in range(0, len(audio), bytes_per_20ms):
+        await conn.send(
+            {
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(audio[i : i + bytes_per_20ms]).decode(),
+            }
+        )
+        await asyncio.sleep(0.02 / speed)
+
+
+async def until(conn: Any, kind: str, seen: list[Any], timeout: float = 60) -> Any:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = await asyncio.wait_for(conn.recv(), deadline - time.monotonic())
+        seen.append(event)
+        if event.type == kind:
+            return event
+    raise AssertionError(f"no {kind}")
+
+
+async def test_sdk_holds_a_multi_turn_english_call(server: LiveServer, token: str) -> None:
+    """GA SDK: JFK then a telephone sentence, each transcribed and answered in speech with timings."""
+    async with client(server, token).realtime.connect(model="silvertalk") as conn:
+        seen: list[Any] = []
+        created = await until(conn, "session.created", seen)
+        assert created.session.audio.input.format.rate == 24000
+        await conn.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "audio": {"input": {"transcription": {"model": "whisper-1", "language": "en"}}},
+                },
+            }
+        )
+        await until(conn, "session.updated", seen)
+        turns = [pcm("jfk.flac", 24000), pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3]]
+        transcripts, timings = [], []
+        for audio in turns:
+            start = len(seen)
+            body = np.concatenate([audio, np.zeros(24000 * 2, dtype=np.int16)]).tobytes()
+            await stream(conn, body, 960)
+            done = await until(conn, "response.done", seen, timeout=90)
+            while done.response.status != "completed":  # a long pause inside the clip may split the turn
+                done = await until(conn, "response.done", seen, timeout=90)
+            completed = [
+                e for e in seen[start:] if e.type == "conversation.item.input_audio_transcription.completed"
+            ]
+            transcripts.append(" ".join(e.transcript for e in completed))
+            timings.append(done.response.model_extra["silvertalk_timings"])
+        names = [e.type for e in seen]
+        assert "input_audio_buffer.speech_started" in names and "response.output_audio.delta" in names
+        assert "response.output_audio_transcript.delta" in names
+        assert "ask not what your country can do for you" in transcripts[0].lower()
+        assert "gold ring" in transcripts[1].lower()
+        deltas = [base64.b64decode(e.delta) for e in seen if e.type == "response.output_audio.delta"]
+        assert all(len(d) <= 4800 for d in deltas)  # <= 100 ms at 24 kHz
+        for t in timings:
+            assert t["first_audio_sent_ms"] >= t["transcript_ms"] - 1
+        print("timings", json.dumps(timings))
+
+
+async def test_beta_sdk_mulaw_8k(server: LiveServer, token: str) -> None:
+    """Beta SDK with G.711 mu-law 8 kHz input: beta event names and a correct transcript."""
+    async with client(server, token).beta.realtime.connect(model="silvertalk") as conn:
+        seen: list[Any] = []
+        await until(conn, "session.created", seen)
+        await conn.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "input_audio_format": "g711_ulaw",
+                    "input_audio_transcription": {"model": "whisper-1", "language": "en"},
+                },
+            }
+        )
+        updated = await until(conn, "session.updated", seen)
+        assert updated.session.input_audio_format == "g711_ulaw"
+        audio = pcm("osr_us_000_0034_8k.wav", 8000)[: 8000 * 3]
+        body = ULAW_8K.encode(np.concatenate([audio, np.zeros(8000 * 2, dtype=np.int16)]))
+        await stream(conn, body, 160)
+        await until(conn, "response.done", seen, timeout=90)
+        completed = [e for e in seen if e.type == "conversation.item.input_audio_transcription.completed"]
+        assert "gold ring" in completed[-1].transcript.lower()
+        assert "response.audio.delta" in [e.type for e in seen]
+
+
+async def test_text_turns_in_korean_without_turn_detection(server: LiveServer, token: str) -> None:
+    """turn_detection null: a Korean text item and response.create give a spoken Korean reply."""
+    async with client(server, token).realtime.connect(model="silvertalk") as conn:
+        seen: list[Any] = []
+        await until(conn, "session.created", seen)
+        await conn.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "audio": {"input": {"turn_detection": None, "transcription": {"language": "ko"}}},
+                },
+            }
+        )
+        await until(conn, "session.updated", seen)
+        await conn.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "안녕하세요. 오늘 날씨가 좋네요."}],
+                },
+            }
+        )
+        await conn.send({"type": "response.create"})
+        done = await until(conn, "response.done", seen, timeout=60)
+        assert done.response.status == "completed"
+        assert any(e.type == "response.output_audio.delta" for e in seen)
+        text = done.response.output[0].content[0].transcript
+        assert any("\uac00" <= ch <= "\ud7a3" for ch in text)
+
+
+async def test_malformed_events_get_errors_and_the_call_goes_on(server: LiveServer, token: str) -> None:
+    """Bad JSON, an unknown type and bad base64 each get an error echoing event_id; the call continues."""
+    async with websockets.connect(
+        f"{server.ws_url}/v1/realtime?model=x", additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        await ws.send("{not json")
+        assert json.loads(await ws.recv())["type"] == "error"
+        await ws.send(json.dumps({"type": "bogus.event", "event_id": "evt_1"}))
+        err = json.loads(await ws.recv())
+        assert (
+            err["type"] == "error"
+            and err["error"]["event_id"] == "evt_1"
+            and "bogus.event" in err["error"]["message"]
+        )
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": "!!!", "event_id": "evt_2"}))
+        assert json.loads(await ws.recv())["error"]["event_id"] == "evt_2"
+        await ws.send(json.dumps({"type": "session.update", "session": {"voice": "alloy"}}))
+        assert json.loads(await ws.recv())["type"] == "session.updated"
+        # The binary fast path: raw pcm16 frames are accepted without a reply.
+        await ws.send(np.zeros(4800, dtype=np.int16).tobytes())
+        await ws.send(json.dumps({"type": "response.cancel", "event_id": "evt_3"}))
+        assert json.loads(await ws.recv())["error"]["code"] == "response_cancel_not_active"
+
+
+async def test_bad_auth_and_foreign_origin_are_refused(server: LiveServer, token: str) -> None:
+    """No token, a forged token, or a foreign Origin: the upgrade is refused with HTTP 403."""
+    url = f"{server.ws_url}/v1/realtime"
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": f"Bearer {token}", "Origin": "http://evil.example"},
+    ):
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with websockets.connect(url, additional_headers=headers):
+                pass
+        assert info.value.response.status_code == 403
+    # A browser on an allowed origin authenticates with the subprotocol, which is echoed.
+    async with websockets.connect(
+        url,
+        additional_headers={"Origin": "http://good.example"},
+        subprotocols=[f"openai-insecure-api-key.{token}", "realtime"],
+    ) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == f"openai-insecure-api-key.{token}"
+        assert json.loads(await ws.recv())["type"] == "session.created"
+    metrics = await asyncio.to_thread(lambda: httpx.get(f"{server.url}/metrics", trust_env=False).text)
+    assert "silvertalk_turn_stage_ms" in metrics
