@@ -26,7 +26,7 @@ import numpy as np
 from bench import inputs, report
 from bench.inputs import RATE, Turn
 from bench.serve import ServerProcess
-from clients.realtime_client import RealtimeClient, login, session_config
+from clients.realtime_client import RealtimeClient, login, session_config, timings_of
 
 FRAME_MS = 20
 FRAME_SAMPLES = RATE * FRAME_MS // 1000
@@ -103,8 +103,7 @@ class Call:
         elif kind == "response.done" and rid in self.responses:
             r = self.responses[rid]
             r.done_t, r.status = t, event["response"].get("status")
-            resp = event.get("response") or {}
-            r.timings = dict(event.get("timings") or resp.get("timings") or {})
+            r.timings = timings_of(event)
         elif kind == "input_audio_buffer.speech_started":
             self.speech_active, self.last_activity_t = True, t
         elif kind in ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed"):
@@ -217,7 +216,7 @@ def analyse(
             for _, e in window
             if e.get("type") == "conversation.item.input_audio_transcription.completed"
         ],
-        timings=dict((done or {}).get("timings") or resp.get("timings") or {}),
+        timings=timings_of(done) if done else {},
         status=resp.get("status"),
     )
 

@@ -81,8 +81,11 @@ def test_analyse_measures_voice_to_voice_and_counts_a_split_sentence() -> None:
             101.5,
             {
                 "type": "response.done",
-                "response": {"id": "r2", "status": "completed"},
-                "timings": {"first_audio_ms": 420.0},
+                "response": {
+                    "id": "r2",
+                    "status": "completed",
+                    "silvertalk_timings": {"first_audio_ms": 420.0},
+                },
             },
         ),
     ]
