@@ -140,7 +140,7 @@ def run(trials: int = 5, ttft_s: float = 0.3, after_s: float = 1.0) -> dict[str,
         "interruption start -> speech_started (client)": [
             r.get("speech_start_detected_after_ms") for r in results
         ],
-        "reply audio received in all (s)": [r.get("reply_audio_received_s") for r in results],
+        "reply audio received in all": [1000 * (r.get("reply_audio_received_s") or 0) for r in results],
     }
     metrics.update(
         {f"server timings.{k}": [r.get("server", {}).get(k) for r in results] for k in server_keys}

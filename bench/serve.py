@@ -123,6 +123,7 @@ def main() -> None:
     """Serve the app with the instant benchmark engines and a chosen WebSocket implementation."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--ws", default="websockets-sansio", help="uvicorn ws implementation")
+    parser.add_argument("--no-deflate", action="store_true", help="refuse permessage-deflate")
     args = parser.parse_args()
 
     import logging
@@ -143,6 +144,7 @@ def main() -> None:
         log_level=settings.log_level,
         access_log=False,
         ws=args.ws,
+        ws_per_message_deflate=not args.no_deflate,
         ws_max_size=settings.realtime_max_message_bytes,
         timeout_graceful_shutdown=5,
     )
