@@ -83,7 +83,6 @@ class Settings(BaseSettings):
     xtts_model_dir: Path | None = None
     xtts_speaker_wav: Path | None = None
     xtts_device: str = "cuda"
-    engine_threads: int = 4
     # Load the speech engines at start (a missing model then fails the start, clearly). Off in
     # REST-only tests and tools; the gateway then loads them on the first call.
     preload_engines: bool = True
