@@ -56,6 +56,10 @@ from pipeline.vad import FRAME_MS, SAMPLE_RATE, FrameSplitter, Vad
 log = logging.getLogger(__name__)
 
 
+#: Whisper ends a finished sentence with one of these; a turn cut mid-sentence ends with "," or a word.
+SENTENCE_END = (".", "?", "!", "\u2026", "\u3002", "\uff1f", "\uff01")
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
@@ -91,6 +95,9 @@ class CallConfig:
     cough_ms: int = 300
     false_interruption_s: float = 1.5
     apology: str = ""
+    #: Partial transcripts only for utterances longer than this: on CPU a decode takes about a
+    #: second, and one running when the caller stops delays the final transcript behind it.
+    partial_after_s: float = 2.5
 
 
 @dataclass(slots=True)
@@ -105,11 +112,13 @@ class Item:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     timings: dict[str, float] = field(default_factory=dict)
     transcript_task: asyncio.Task[Any] | None = None
+    failure: str | None = None
+    committed: bool = False
     announced: bool = False
 
     def forget_transcript(self) -> None:
         """The caller spoke on: whatever was decoded of this turn so far is stale."""
-        self.transcript_task, self.announced, self.text = None, False, ""
+        self.transcript_task, self.text, self.failure = None, "", None
         self.ready.clear()
 
 
@@ -139,7 +148,9 @@ class Conversation:
         self.reply: Reply | None = None  # the released reply being spoken
         self.spec: Reply | None = None  # a speculative reply waiting for the turn to end
         self.replies: dict[str, Reply] = {}  # by assistant item id, for truncation
-        self.stt = StreamingTranscriber(engines.stt, config.language, clock=clock)
+        self.stt = StreamingTranscriber(
+            engines.stt, config.language, clock=clock, min_utterance_s=config.partial_after_s
+        )
         self.last_activity = clock()
         #: When the caller last spoke or sent something (the idle watchdog reads it).
         self.last_caller_activity = clock()
@@ -198,6 +209,7 @@ class Conversation:
             self._last_voiced = now
         if self._ep.in_turn:
             self.stt.push(frame)
+            self._ep.hold_end = self._turn is not None and not _finished(self._turn)
         else:
             self._prefix.append((t, frame))
         for event in self._ep.feed(voiced, t):
@@ -222,9 +234,10 @@ class Conversation:
         self.last_activity = self.last_caller_activity = self.clock()
         last = self.replies.get(self.items[-1].id) if self.items else None
         heard = last.played_ms() if last is not None else (self.reply.played_ms() if self.reply else 0.0)
-        if event.gap_ms is not None and event.gap_ms <= self._ep.max_silence_ms and heard < 500:
-            # They carried on before our answer got going: we ended their turn in a pause of theirs.
-            self._ep.pauses.append(event.gap_ms)
+        previous = next((i for i in reversed(self.items) if i.role == "user" and i.kind == "audio"), None)
+        if event.gap_ms is not None and event.gap_ms <= self._ep.max_silence_ms and heard < 500 and previous:
+            # They carried on before our answer got going: perhaps we ended their turn in a pause.
+            self._spawn(self._learn_pause(previous, event.gap_ms))
         item = Item(new_id("item"), "user", "audio", status="in_progress")
         self._turn, self._partial_sent = item, ""
         self.stt.reset()
@@ -245,6 +258,9 @@ class Conversation:
 
     def _pause_began(self, now: float) -> None:
         self._turn_stamps = {"speech_end": self._last_voiced}
+        if self._turn is not None and self._turn.transcript_task is None:
+            self.stt.speculate()
+            self._turn.transcript_task = self._spawn(self.stt.final())
         if self._barge is not None and self._ep.voiced_ms < self.config.cough_ms:
             # A knock or a cough: let the reply go on at once; speaking on will hold it again.
             self._noise_turn = self._turn
@@ -271,15 +287,15 @@ class Conversation:
         if item is None:
             return
         self._emit(SpeechStopped(item.id, event.speech_end_ms))
+        self._turn_stamps.setdefault("speech_end", self._last_voiced)
         self._turn_stamps["turn_end"] = now
+        item.timings.update(self._turn_stamps)
         barge = self._barge
         playing = self.reply is not None and self.reply.status is None
         if (barge is not None or playing) and self._ep.voiced_ms < self.config.cough_ms:
             self._drop_turn(item)  # a cough or a knock during the reply, not words: carry on speaking
             self._resume_barge()
             return
-        if self.spec is None and self._turn_stamps.get("speech_end") is None:
-            self._turn_stamps["speech_end"] = self._last_voiced
         if barge is not None:
             # Words or noise? The transcript decides; the reply stays on hold until it does.
             self._spawn(self._settle_barge(barge, item))
@@ -289,19 +305,24 @@ class Conversation:
     def _commit_turn(self, item: Item) -> None:
         previous = self.items[-1].id if self.items else None
         item.status = "completed"
-        item.timings = self._turn_stamps
         self.items.append(item)
         self._emit(InputCommitted(item.id, previous))
         self._emit(ItemCreated(item.id, previous, "user", "input_audio"))
-        spec, self.spec = self.spec, None
+        item.committed = True
+        self._announce(item)
+        spec = self.spec if self.spec is not None and self.spec.user_item_id == item.id else None
+        if spec is not None:
+            self.spec = None
         self._spawn(self._transcribe(item))  # announced once, even if the reply is cancelled early
         if spec is not None and spec.status is None:
-            spec.stamps.update(self._turn_stamps)
+            spec.stamps.update(item.timings)
             self._make_live(spec)
             spec.release()
             return
         if self.config.create_response:
-            self._make_live(self._start_reply(item, speculative=False))
+            reply = self._start_reply(item, speculative=False)
+            reply.stamps.update(item.timings)
+            self._make_live(reply)
 
     def _drop_turn(self, item: Item | None = None) -> None:
         """Forget a turn that was noise (or cleared): its decode and its speculative reply."""
@@ -310,6 +331,12 @@ class Conversation:
         if self.spec is not None and (item is None or self.spec.user_item_id == item.id):
             self.spec.discard()
             self.spec = None
+
+    async def _learn_pause(self, previous: Item, gap_ms: int) -> None:
+        """Count the gap as their pause unless the turn we ended was a finished sentence."""
+        await previous.ready.wait()
+        if not previous.text.rstrip().endswith(SENTENCE_END):
+            self._ep.pauses.append(gap_ms)
 
     # --- transcripts ---------------------------------------------------------------------------
 
@@ -337,21 +364,27 @@ class Conversation:
             return "", str(e)
         return transcript.text.strip(), None
 
-    async def _final_text(self, item: Item, emit: Callable[[OutputEvent], None]) -> str:
-        """The turn's transcript, stored on the item and announced (through `emit`) exactly once."""
+    async def _final_text(self, item: Item) -> str:
+        """The turn's transcript, stored on the item (and announced once the turn is committed)."""
         text, failure = await self._transcript_of(item)
-        if not item.announced:
-            item.announced, item.text = True, text
+        if not item.ready.is_set():
+            item.text, item.failure = text, failure
             item.timings["transcript"] = self.clock()
             item.ready.set()
-            if failure is not None:
-                emit(TranscriptFailed(item.id, failure))
-            else:
-                emit(TranscriptFinal(item.id, text))
+        self._announce(item)
         return item.text
 
+    def _announce(self, item: Item) -> None:
+        """Send the transcript events once: only after `committed`, so the order is always right."""
+        if item.committed and item.ready.is_set() and not item.announced:
+            item.announced = True
+            if item.failure is not None:
+                self._emit(TranscriptFailed(item.id, item.failure))
+            else:
+                self._emit(TranscriptFinal(item.id, item.text))
+
     async def _transcribe(self, item: Item) -> None:
-        await self._final_text(item, self._emit)
+        await self._final_text(item)
 
     # --- replies -------------------------------------------------------------------------------
 
@@ -373,7 +406,7 @@ class Conversation:
 
         async def prepare() -> Sequence[Message] | None:
             if item is not None and speculative:
-                text = await self._final_text(item, reply.emit)
+                text = await self._final_text(item)
                 reply.stamps["transcript"] = self.clock()
                 if not text:
                     return None
@@ -477,7 +510,7 @@ class Conversation:
         for f in frames:
             self.stt.push(f)
         item = Item(new_id("item"), "user", "audio", status="in_progress")
-        self._turn_stamps = {"speech_end": self.clock()}
+        item.timings = {"speech_end": self.clock()}
         saved, self.config.create_response = self.config.create_response, False
         try:
             self._commit_turn(item)
@@ -617,6 +650,31 @@ class Conversation:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.stt.aclose()
+        st = self.stt.stats
+        log.info(
+            "call ended: speculative hits %d misses %d cancelled %d; final decodes %s s; final waits %s s",
+            st.speculative_hits,
+            st.speculative_misses,
+            st.speculations_cancelled,
+            [round(x, 2) for x in st.final_decode_s],
+            [round(x, 2) for x in st.final_wait_s],
+        )
+
+
+def _finished(item: Item) -> bool:
+    """Do the words so far look like a finished turn? Unknown yet (still decoding) counts as no.
+
+    Waiting for the transcript costs no latency: the reply cannot speak before it anyway. A
+    transcript ending in a comma or a bare word ("When you hear the bell,") keeps the turn open
+    up to max_silence_ms, so a sentence is not cut in two; one or two words ("Yes") are finished.
+    """
+    task = item.transcript_task
+    if task is None or not task.done():
+        return False
+    if task.cancelled() or task.exception() is not None:
+        return True
+    text = task.result().text.strip()
+    return not text or text.endswith(SENTENCE_END) or len(text.split()) <= 2
 
 
 def _fields(ctx: ChatContext) -> dict[str, Any]:

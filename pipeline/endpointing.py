@@ -9,7 +9,9 @@ reply) and ends the turn only after the *required silence*, which adapts to the 
 `base` is the session's `silence_duration_ms`; the pauses are the silences inside their turns (and a
 turn that we ended too early, when they carried on within `max_silence_ms`, counts as such a pause).
 So a slow speaker who pauses 600 ms mid-sentence soon gets about a second before the turn ends,
-while a brisk speaker keeps the floor. Times are input-audio milliseconds.
+while a brisk speaker keeps the floor. While `hold_end` is set (the conversation sets it when the
+transcript so far is unfinished, e.g. ends at a comma) the turn waits for `max_silence_ms`.
+Times are input-audio milliseconds.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class Endpointer:
         #: Count a quick restart after a turn end as a pause. A caller that knows whether a reply was
         #: heard in between (then the restart is an answer, not a pause) turns this off and decides.
         self.learn_restarts = learn_restarts
+        #: Set by the caller while the words so far do not look finished (a transcript ending in a
+        #: comma, or none yet): the turn then ends only after `max_silence_ms`.
+        self.hold_end = False
         self.pauses: deque[int] = deque(maxlen=history)
         self._window: deque[tuple[bool, int]] = deque(maxlen=start_window)
         self.in_turn = False
@@ -158,7 +163,7 @@ class Endpointer:
         if not self._pause_announced and silence >= self.pause_trigger_ms:
             self._pause_announced = True
             events.append(PauseBegan(speech_end_ms=self._silent_since))
-        required = self.required_silence_ms()
+        required = self.max_silence_ms if self.hold_end else self.required_silence_ms()
         if silence >= required:
             events.append(TurnEnded(speech_end_ms=self._silent_since, silence_ms=required))
             self._last_end = self._silent_since

@@ -53,14 +53,19 @@ def voiced_seconds(audio: PCM) -> float:
     return float((np.abs(frames).max(axis=1) > 2000).sum() * 0.02)
 
 
+def words(audio: PCM) -> str:
+    n = round(voiced_seconds(audio) / 0.3)
+    return (" ".join(["hello"] * n).capitalize() + ".") if n else ""
+
+
 class FakeSTT:
-    """Whisper stand-in: one word ("hello") per 0.3 s of loud audio, or what `text_fn` says."""
+    """Whisper stand-in: "Hello hello." with one word per 0.3 s of loud audio, or what `text_fn` says."""
 
     sample_rate = RATE
 
     def __init__(self) -> None:
         self.calls: list[float] = []
-        self.text_fn: Callable[[PCM], str] = lambda a: " ".join(["hello"] * round(voiced_seconds(a) / 0.3))
+        self.text_fn: Callable[[PCM], str] = words
 
     async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
         self.calls.append(len(audio) / RATE)
@@ -190,7 +195,7 @@ async def test_a_turn_flows_to_a_spoken_reply(call: Call) -> None:
     started = call.of(SpeechStarted)[0]
     assert started.audio_start_ms == 0  # 300 ms of padding before speech at 300 ms
     assert call.of(SpeechStopped)[0].audio_end_ms == 1500
-    assert call.of(TranscriptFinal)[0].text == "hello hello hello hello"
+    assert call.of(TranscriptFinal)[0].text == "Hello hello hello hello."
     audio = call.of(ReplyAudio)
     assert audio and all(len(a.pcm) <= 2400 for a in audio)
     text = "".join(d.delta for d in call.of(ReplyTextDelta))
@@ -201,7 +206,7 @@ async def test_a_turn_flows_to_a_spoken_reply(call: Call) -> None:
     # The reply was prepared during the endpointing wait: ready before the turn ended.
     assert done.timings["llm_first_token_ms"] < done.timings["turn_end_ms"]
     assert done.timings["first_audio_sent_ms"] - done.timings["turn_end_ms"] <= 20  # one frame
-    assert call.engines.llm.histories[0][-1] == Message("user", "hello hello hello hello")
+    assert call.engines.llm.histories[0][-1] == Message("user", "Hello hello hello hello.")
     assert [i.role for i in call.conv.items] == ["user", "assistant"]
 
 
@@ -233,11 +238,26 @@ async def test_slow_speaker_mid_sentence_pause_keeps_the_turn(call: Call) -> Non
     assert len(call.of(SpeechStopped)) == 1 and len(call.of(InputCommitted)) == 1
 
 
+async def test_an_unfinished_sentence_keeps_the_turn_open(call: Call) -> None:
+    """A transcript ending at a comma holds the turn through a 1.2 s pause; the sentence stays whole."""
+    call.engines.stt.text_fn = lambda a: "When you hear the bell," if voiced_seconds(a) < 1.2 else words(a)
+    await call.feed(speech(900))
+    await call.feed(silence(1200))
+    assert call.of(SpeechStopped) == []
+    await call.feed(speech(600))
+    await call.feed(silence(2000))  # they have shown a 1.2 s pause: the turn now needs 1.8 s
+    await call.until(ResponseDone)
+    assert (
+        len(call.of(SpeechStopped)) == 1
+        and call.of(TranscriptFinal)[0].text == "Hello hello hello hello hello."
+    )
+
+
 async def test_partial_transcripts_while_speaking(call: Call) -> None:
     """A long utterance yields growing stable partial transcripts before the final one."""
     await call.feed(speech(4000))
     deltas = call.of(TranscriptDelta)
-    assert deltas and "".join(d.delta for d in deltas).split()[0] == "hello"
+    assert deltas and "".join(d.delta for d in deltas).split()[0] == "Hello"
 
 
 async def start_reply(call: Call) -> ResponseStarted:
@@ -332,8 +352,8 @@ async def test_turn_detection_off_text_items_and_manual_commit(call: Call) -> No
     assert call.of(SpeechStarted) == []
     call.conv.commit()
     await call.until(TranscriptFinal)
-    assert call.of(TranscriptFinal)[0].text == "hello hello hello"
+    assert call.of(TranscriptFinal)[0].text == "Hello hello hello."
     assert len(call.of(ResponseStarted)) == 1
     call.conv.create_response()
     await call.until(ResponseDone, 2)
-    assert call.engines.llm.histories[-1][-1] == Message("user", "hello hello hello")
+    assert call.engines.llm.histories[-1][-1] == Message("user", "Hello hello hello.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +20,33 @@ from openai import AsyncOpenAI
 
 from pipeline.audio import ULAW_8K
 from tests.conftest import FIXTURES, LiveServer, make_settings
+from tests.fakes.gemini import FakeGemini, Reply
 
 pytestmark = pytest.mark.slow
 
 
+LONG_EN = (
+    "That is a lovely thing to say, and I am glad you told me. I remember how warm the summers were "
+    "by the sea. Would you like to tell me more about your day today?"
+)
+SHORT_KO = "안녕하세요, 반가워요. 오늘 날씨가 정말 좋네요."
+
+
+def answer(body: dict[str, Any]) -> str:
+    """The fake Gemini answers Korean in Korean, anything else with a long English reply."""
+    last = json.dumps(body.get("contents", [])[-1:], ensure_ascii=False)
+    return SHORT_KO if any("\uac00" <= ch <= "\ud7a3" for ch in last) else LONG_EN
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One live server with the real engines (Whisper base, offline LLM, Piper/espeak) for the module."""
+def gemini() -> Iterator[FakeGemini]:
+    with FakeGemini(reply=answer, ttft_s=0.3) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, gemini: FakeGemini) -> Iterator[LiveServer]:
+    """One live server per module: real Whisper base and Piper/espeak, the fake Gemini at 300 ms TTFT."""
     tmp = tmp_path_factory.mktemp("rt")
     settings = make_settings(
         tmp,
@@ -33,6 +54,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         preload_engines=True,
         stt_model_dir=Path(__file__).resolve().parents[2] / "models" / "whisper-base",
         allowed_origins=["http://good.example"],
+        llm_engine="gemini",
+        gemini_base_url=gemini.url,
+        gemini_api_key=gemini.api_key,
     )
     with LiveServer(settings) as live:
         yield live
@@ -223,3 +247,165 @@ async def test_bad_auth_and_foreign_origin_are_refused(server: LiveServer, token
         assert json.loads(await ws.recv())["type"] == "session.created"
     metrics = await asyncio.to_thread(lambda: httpx.get(f"{server.url}/metrics", trust_env=False).text)
     assert "silvertalk_turn_stage_ms" in metrics
+
+
+def buzz(ms: int, rate: int = 24000) -> np.ndarray:
+    """A loud voiced buzz (what VAD calls speech, what Whisper hears as no words)."""
+    t = np.arange(ms * rate // 1000) / rate
+    return (((t * 140) % 1.0 - 0.5) * 2 * 0.3 * 32767).astype(np.int16)
+
+
+async def english_call(conn: Any, seen: list[Any]) -> None:
+    await until(conn, "session.created", seen)
+    await conn.send(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {"input": {"transcription": {"model": "whisper-1", "language": "en"}}},
+            },
+        }
+    )
+    await until(conn, "session.updated", seen)
+
+
+async def test_barge_in_cancels_and_truncate_keeps_heard_text(server: LiveServer, token: str) -> None:
+    """Speaking over the reply: no audio after speech_started, response cancelled, truncate acknowledged."""
+    async with client(server, token).realtime.connect(model="silvertalk") as conn:
+        seen: list[Any] = []
+        await english_call(conn, seen)
+        first = np.concatenate([pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000, np.int16)])
+        await stream(conn, first.tobytes(), 960)
+        delta = await until(conn, "response.output_audio.delta", seen, timeout=60)
+        interrupt = np.concatenate([pcm("jfk.flac", 24000)[: 24000 * 3], np.zeros(24000 * 2, np.int16)])
+        sender = asyncio.create_task(stream(conn, interrupt.tobytes(), 960, speed=1.0))
+        await until(conn, "input_audio_buffer.speech_started", seen)
+        mark = len(seen)
+        done = await until(conn, "response.done", seen, timeout=30)
+        assert done.response.status == "cancelled"
+        assert not [
+            e for e in seen[mark:] if e.type == "response.output_audio.delta" and e.item_id == delta.item_id
+        ]
+        heard = done.response.output[0].content[0].transcript
+        assert LONG_EN.startswith(heard) and len(heard) < len(LONG_EN)
+        await conn.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": delta.item_id,
+                "content_index": 0,
+                "audio_end_ms": 200,
+            }
+        )
+        truncated = await until(conn, "conversation.item.truncated", seen)
+        assert truncated.audio_end_ms == 200
+        await sender
+        done = await until(conn, "response.done", seen, timeout=60)
+        finals = [
+            e.transcript for e in seen if e.type == "conversation.item.input_audio_transcription.completed"
+        ]
+        assert "americans" in " ".join(finals).lower()
+
+
+async def test_a_cough_during_the_reply_resumes_it(server: LiveServer, token: str) -> None:
+    """A 100 ms knock during the reply pauses it briefly; the reply resumes and completes."""
+    async with client(server, token).realtime.connect(model="silvertalk") as conn:
+        seen: list[Any] = []
+        await english_call(conn, seen)
+        first = np.concatenate([pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000, np.int16)])
+        await stream(conn, first.tobytes(), 960)
+        await until(conn, "response.output_audio.delta", seen, timeout=60)
+        await stream(conn, np.concatenate([buzz(100), np.zeros(24000, np.int16)]).tobytes(), 960, speed=1.0)
+        done = await until(conn, "response.done", seen, timeout=60)
+        names = [e.type for e in seen]
+        started = names.index("input_audio_buffer.speech_started", names.index("response.created"))
+        assert "response.output_audio.delta" in names[started:]
+        assert done.response.status == "completed"
+        assert done.response.output[0].content[0].transcript == LONG_EN
+
+
+async def test_llm_failure_is_apologised_for_and_the_call_goes_on(
+    server: LiveServer, token: str, gemini: FakeGemini
+) -> None:
+    """Gemini fails mid-stream: the caller hears the apology (status failed), and the next reply works."""
+    async with client(server, token).realtime.connect(model="silvertalk") as conn:
+        seen: list[Any] = []
+        await english_call(conn, seen)
+        gemini.script(Reply.mid_stream_error("Well, let me think about", 503))
+        for _ in range(2):
+            await conn.send(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "How are you?"}],
+                    },
+                }
+            )
+            await conn.send({"type": "response.create"})
+        failed = await until(conn, "response.done", seen)
+        assert failed.response.status == "failed"
+        assert "sorry" in failed.response.output[0].content[0].transcript.lower()
+        ok = await until(conn, "response.done", seen)
+        assert ok.response.status == "completed"
+
+
+async def test_the_call_is_stored_as_a_conversation(server: LiveServer, token: str) -> None:
+    """A call leaves a conversation with ended_at, a summary and user and assistant turns."""
+    async with client(server, token).realtime.connect(model="silvertalk") as conn:
+        seen: list[Any] = []
+        await english_call(conn, seen)
+        await conn.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "My grandson visited today."}],
+                },
+            }
+        )
+        await conn.send({"type": "response.create"})
+        await until(conn, "response.done", seen)
+    db = server.settings.database_url.split("///", 1)[1]  # type: ignore[union-attr]
+    await asyncio.sleep(0.5)
+
+    def rows() -> tuple[Any, list[Any]]:
+        with sqlite3.connect(db) as c:
+            conv = c.execute(
+                "select id, ended_at, summary from conversation order by started_at desc"
+            ).fetchone()
+            turns = c.execute(
+                "select role, text, status from turn where conversation_id = ?", (conv[0],)
+            ).fetchall()
+            return conv, turns
+
+    conv, turns = await asyncio.to_thread(rows)
+    assert conv[1] is not None
+    assert ("assistant", LONG_EN, "completed") in turns
+
+
+async def test_too_many_calls_and_idle_hangup(server: LiveServer, token: str) -> None:
+    """A third concurrent call is refused with an error; an idle caller is asked, then hung up on."""
+    s = server.settings
+    saved = s.realtime_idle_prompt_s, s.realtime_idle_hangup_s
+    s.realtime_idle_prompt_s, s.realtime_idle_hangup_s = 1.0, 2.5
+    try:
+        url = f"{server.ws_url}/v1/realtime"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            websockets.connect(url, additional_headers=headers) as a,
+            websockets.connect(url, additional_headers=headers) as b,
+        ):
+            for ws in (a, b):
+                assert json.loads(await ws.recv())["type"] == "session.created"
+            async with websockets.connect(url, additional_headers=headers) as c:
+                err = json.loads(await c.recv())
+                assert err["type"] == "error" and err["error"]["code"] == "too_many_calls"
+            types: list[str] = []
+            with pytest.raises(websockets.ConnectionClosedOK):
+                while True:
+                    types.append(json.loads(await asyncio.wait_for(a.recv(), 30))["type"])
+            assert "response.output_audio_transcript.delta" in types and types[-1] == "silvertalk.call.ending"
+    finally:
+        s.realtime_idle_prompt_s, s.realtime_idle_hangup_s = saved
