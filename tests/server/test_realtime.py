@@ -120,7 +120,7 @@ async def test_sdk_holds_a_multi_turn_english_call(server: LiveServer, token: st
         transcripts, timings = [], []
         for audio in turns:
             start = len(seen)
-            body = np.concatenate([audio, np.zeros(24000 * 2, dtype=np.int16)]).tobytes()
+            body = np.concatenate([audio, np.zeros(24000 * 3, dtype=np.int16)]).tobytes()
             await stream(conn, body, 960)
             done = await until(conn, "response.done", seen, timeout=90)
             while done.response.status != "completed":  # a long pause inside the clip may split the turn
@@ -159,7 +159,7 @@ async def test_beta_sdk_mulaw_8k(server: LiveServer, token: str) -> None:
         updated = await until(conn, "session.updated", seen)
         assert updated.session.input_audio_format == "g711_ulaw"
         audio = pcm("osr_us_000_0034_8k.wav", 8000)[: 8000 * 3]
-        body = ULAW_8K.encode(np.concatenate([audio, np.zeros(8000 * 2, dtype=np.int16)]))
+        body = ULAW_8K.encode(np.concatenate([audio, np.zeros(8000 * 3, dtype=np.int16)]))
         await stream(conn, body, 160)
         await until(conn, "response.done", seen, timeout=90)
         completed = [e for e in seen if e.type == "conversation.item.input_audio_transcription.completed"]
@@ -274,10 +274,12 @@ async def test_barge_in_cancels_and_truncate_keeps_heard_text(server: LiveServer
     async with client(server, token).realtime.connect(model="silvertalk") as conn:
         seen: list[Any] = []
         await english_call(conn, seen)
-        first = np.concatenate([pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000, np.int16)])
+        first = np.concatenate(
+            [pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000 * 3, np.int16)]
+        )
         await stream(conn, first.tobytes(), 960)
         delta = await until(conn, "response.output_audio.delta", seen, timeout=60)
-        interrupt = np.concatenate([pcm("jfk.flac", 24000)[: 24000 * 3], np.zeros(24000 * 2, np.int16)])
+        interrupt = np.concatenate([pcm("jfk.flac", 24000)[: 24000 * 3], np.zeros(24000 * 3, np.int16)])
         sender = asyncio.create_task(stream(conn, interrupt.tobytes(), 960, speed=1.0))
         await until(conn, "input_audio_buffer.speech_started", seen)
         mark = len(seen)
@@ -311,7 +313,9 @@ async def test_a_cough_during_the_reply_resumes_it(server: LiveServer, token: st
     async with client(server, token).realtime.connect(model="silvertalk") as conn:
         seen: list[Any] = []
         await english_call(conn, seen)
-        first = np.concatenate([pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000, np.int16)])
+        first = np.concatenate(
+            [pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000 * 3, np.int16)]
+        )
         await stream(conn, first.tobytes(), 960)
         await until(conn, "response.output_audio.delta", seen, timeout=60)
         await stream(conn, np.concatenate([buzz(100), np.zeros(24000, np.int16)]).tobytes(), 960, speed=1.0)
