@@ -65,8 +65,13 @@ def new_id(prefix: str) -> str:
 
 
 class CallEngines(Protocol):
-    stt: SpeechToText
-    llm: LanguageModel
+    """What a call needs of the engines (`pipeline.engines.registry.Engines` is one)."""
+
+    @property
+    def stt(self) -> SpeechToText: ...
+
+    @property
+    def llm(self) -> LanguageModel: ...
 
     def tts_for(self, language: str) -> TextToSpeech: ...
 
@@ -533,9 +538,8 @@ class Conversation:
         item = Item(item_id or new_id("item"), role, "text", text)
         item.ready.set()
         self.items.append(item)
-        self._emit(
-            ItemCreated(item.id, previous, role, "input_text" if role != "assistant" else "text", text)
-        )  # type: ignore[arg-type]
+        kind = "input_text" if role != "assistant" else "text"
+        self._emit(ItemCreated(item.id, previous, role, kind, text))  # type: ignore[arg-type]
         return item
 
     def create_response(self, event_id: str | None = None, *, fixed_text: str | None = None) -> Reply | None:

@@ -29,7 +29,14 @@ import numpy as np
 from pipeline import EngineError
 from pipeline.audio import PCM, Resampler
 from pipeline.engines.base import ChatContext, LanguageModel, Message, TextDelta, TextToSpeech
-from pipeline.events import OutputEvent, ReplyAudio, ReplyTextDelta, ResponseDone, ResponseStarted
+from pipeline.events import (
+    OutputEvent,
+    ReplyAudio,
+    ReplyTextDelta,
+    ResponseDone,
+    ResponseStarted,
+    ResponseStatus,
+)
 from pipeline.sentences import SentenceSegmenter
 
 log = logging.getLogger(__name__)
@@ -202,8 +209,11 @@ class Reply:
                 tg.create_task(self._think(history, plan, sentences))
                 tg.create_task(self._speak(plan, sentences))
                 tg.create_task(self._send())
-            status = "failed" if self._failed else "completed"
-            details = {"type": "failed", "error": {"type": "server_error", "message": self._failed}}
+            status: ResponseStatus = "failed" if self._failed else "completed"
+            details: dict[str, object] = {
+                "type": "failed",
+                "error": {"type": "server_error", "message": self._failed},
+            }
             self._finish(status, self._total_ms, details if self._failed else None)
         except asyncio.CancelledError:
             if self.status is None:
@@ -214,8 +224,11 @@ class Reply:
         except Exception as e:  # a TTS failure: the call goes on, this reply fails
             log.exception("reply %s failed", self.response_id)
             if self.status is None:
-                details = {"type": "failed", "error": {"type": "server_error", "message": str(e)}}
-                self._finish("failed", self.played_ms(), details)
+                error: dict[str, object] = {
+                    "type": "failed",
+                    "error": {"type": "server_error", "message": str(e)},
+                }
+                self._finish("failed", self.played_ms(), error)
         finally:
             if self.on_done is not None:
                 self.on_done(self)
@@ -309,7 +322,7 @@ class Reply:
             total += c.ms
         return len(self._chunks)
 
-    def _finish(self, status: str, heard_ms: float, details: dict[str, object] | None) -> None:
+    def _finish(self, status: ResponseStatus, heard_ms: float, details: dict[str, object] | None) -> None:
         self.status = status
         self.text = self.text_until(heard_ms) if status == "cancelled" else self.text
         in_tokens = self._in_tokens
@@ -324,7 +337,7 @@ class Reply:
                 self.item_id,
                 status,
                 self.text,
-                details,  # type: ignore[arg-type]
+                details,
                 self.timings(),
                 usage,
                 int(heard_ms),

@@ -360,6 +360,7 @@ def _text_item(item: Any) -> tuple[str, str]:
     if not isinstance(parts, list) or not parts:
         raise ProtocolError("A message item needs a non-empty 'content' list.")
     texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") in ("input_text", "text")]
-    if not texts or not all(isinstance(t, str) for t in texts):
+    strings = [t for t in texts if isinstance(t, str)]
+    if not strings or len(strings) != len(texts):
         raise ProtocolError("Only text content (input_text) is supported in conversation.item.create.")
-    return role, " ".join(texts)
+    return role, " ".join(strings)

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
 
 from storage.models import Conversation, Event, Memory, Turn, User
 
@@ -59,7 +59,9 @@ class CallStore:
             return
         async with self.sessions() as s:
             rows = await s.execute(
-                select(Turn).where(Turn.conversation_id == self.conversation_id, Turn.item_id == item_id)
+                select(Turn).where(
+                    col(Turn.conversation_id) == self.conversation_id, col(Turn.item_id) == item_id
+                )
             )
             for turn in rows.scalars():
                 turn.text = text
@@ -91,11 +93,11 @@ async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User
                 await s.execute(
                     select(Event)
                     .where(
-                        Event.user_id == user.id,
-                        Event.starts_at >= start.astimezone(UTC),
-                        Event.starts_at < (start + timedelta(days=1)).astimezone(UTC),
+                        col(Event.user_id) == user.id,
+                        col(Event.starts_at) >= start.astimezone(UTC),
+                        col(Event.starts_at) < (start + timedelta(days=1)).astimezone(UTC),
                     )
-                    .order_by(Event.starts_at)
+                    .order_by(col(Event.starts_at))
                     .limit(10)
                 )
             )
@@ -106,9 +108,9 @@ async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User
             (
                 await s.execute(
                     select(Memory)
-                    .where(Memory.user_id == user.id)
-                    .order_by(Memory.created_at.desc())
-                    .limit(5)  # type: ignore[attr-defined]
+                    .where(col(Memory.user_id) == user.id)
+                    .order_by(col(Memory.created_at).desc())
+                    .limit(5)
                 )
             )
             .scalars()

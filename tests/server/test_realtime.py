@@ -17,6 +17,7 @@ import pytest
 import websockets
 from faster_whisper import decode_audio
 from openai import AsyncOpenAI
+from websockets.typing import Subprotocol
 
 from pipeline.audio import ULAW_8K
 from tests.conftest import FIXTURES, LiveServer, make_settings
@@ -241,7 +242,7 @@ async def test_bad_auth_and_foreign_origin_are_refused(server: LiveServer, token
     async with websockets.connect(
         url,
         additional_headers={"Origin": "http://good.example"},
-        subprotocols=[f"openai-insecure-api-key.{token}", "realtime"],
+        subprotocols=[Subprotocol(f"openai-insecure-api-key.{token}"), Subprotocol("realtime")],
     ) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == f"openai-insecure-api-key.{token}"
         assert json.loads(await ws.recv())["type"] == "session.created"
