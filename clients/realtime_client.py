@@ -39,6 +39,13 @@ class RealtimeClientError(Exception):
 
 async def login(base_url: str, *, name: str | None = None, token: str | None = None) -> str:
     """Return an access token: `token` as given (checked against /v1/users/me), else a dev login as `name`."""
+    try:
+        return await _login(base_url, name, token)
+    except httpx.HTTPError as e:
+        raise RealtimeClientError(f"cannot reach {base_url}: {type(e).__name__}: {e}") from e
+
+
+async def _login(base_url: str, name: str | None, token: str | None) -> str:
     async with httpx.AsyncClient(base_url=base_url, timeout=10.0, trust_env=False) as http:
         if token is None:
             r = await http.post("/v1/auth/dev-login", json={"name": name or "cli"})

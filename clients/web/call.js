@@ -248,7 +248,7 @@ export class Call {
       if (msg.active !== this.playerActive) {
         this.playerActive = msg.active;
         if (msg.active) this.ui.state("speaking", "말하는 중 · Speaking");
-        else if (!this.responseId) this.ui.state("listening", "듣고 있어요 · Listening");
+        else if (!this.responseId) this.settle();
       }
       this.ui.stats(this.stats);
     } else if (msg.type === "cleared") {
@@ -260,7 +260,8 @@ export class Call {
         const audioEndMs = Math.floor((msg.itemPlayed * 1000) / RATE);
         this.send({ type: "conversation.item.truncate", item_id: msg.itemId, content_index: 0,
           audio_end_ms: audioEndMs });
-        this.stats.truncates.push({ item_id: msg.itemId, audio_end_ms: audioEndMs, played: msg.played });
+        this.stats.truncates.push({ item_id: msg.itemId, audio_end_ms: audioEndMs, played: msg.played,
+          dropped: msg.dropped });
         for (const reply of this.replies.values()) {
           if (reply.itemId === msg.itemId) this.cutOff(reply);
         }
@@ -283,6 +284,12 @@ export class Call {
     if (this.responseId) this.cutOff(this.replies.get(this.responseId));
     this.stopPlayback();
     this.ui.bargeIn(this.stats);
+  }
+
+  settle() {
+    // Nothing is playing or coming: the caller is talking, or we are waiting for them.
+    if (this.userSpeaking) this.ui.state("hearing", "말씀 듣는 중 · Hearing you");
+    else this.ui.state("listening", "듣고 있어요 · Listening");
   }
 
   // --- reply text, as spoken -----------------------------------------------------------------
@@ -325,11 +332,13 @@ export class Call {
         this.ui.connected();
         break;
       case "input_audio_buffer.speech_started":
+        this.userSpeaking = true;
         if (this.playerActive || this.responseId) this.bargeIn();
         this.ui.userText({ itemId: ev.item_id, text: "", partial: true });
         this.ui.state("hearing", "말씀 듣는 중 · Hearing you");
         break;
       case "input_audio_buffer.speech_stopped":
+        this.userSpeaking = false;
         this.ui.state("thinking", "생각 중 · Thinking");
         break;
       case "conversation.item.input_audio_transcription.delta":
@@ -383,7 +392,7 @@ export class Call {
         if (!reply.itemId || !this.playerActive) this.reveal(reply, !reply.cut);
         this.ui.turn(reply.cut ? { ...reply, status: "cancelled" } : reply);
         if (response.id === this.responseId) this.responseId = null;
-        if (!this.playerActive && !this.responseId) this.ui.state("listening", "듣고 있어요 · Listening");
+        if (!this.playerActive && !this.responseId) this.settle();
         break;
       }
       case "error": {

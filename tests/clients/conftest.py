@@ -13,7 +13,7 @@ from tests.conftest import FIXTURES, LiveServer, make_settings
 
 JFK = FIXTURES / "jfk.flac"
 JFK_WORDS = ("americans", "country")
-SILENCE_AFTER_SPEECH_S = 6.0
+SILENCE_AFTER_SPEECH_S = 6.5
 
 
 @pytest.fixture
@@ -40,8 +40,9 @@ def write_wav(path: Path, pcm: bytes, rate: int) -> Path:
 def speech_wav_48k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """jfk.flac as 16-bit PCM WAV at 48 kHz mono (what Chromium's fake capture plays best) + silence.
 
-    Chromium loops the file: the trailing silence lets the first turn end and its reply play
-    before the speech starts again, which is then a barge-in.
+    Chromium loops the file: the trailing silence lets the first turn end and its reply start
+    before the speech starts again, which is then a barge-in. The reply starts 2-5 s after the
+    speech ends here and, at voice speed 0.8, lasts about 5.5 s: 6.5 s of silence lands inside it.
     """
     rate = 48_000
     pcm = load_pcm(JFK, rate) + bytes(int(rate * SILENCE_AFTER_SPEECH_S) * 2)
