@@ -243,7 +243,7 @@ async def test_bad_auth_and_foreign_origin_are_refused(server: LiveServer, token
         url,
         additional_headers={"Origin": "http://good.example"},
         subprotocols=[Subprotocol(f"openai-insecure-api-key.{token}"), Subprotocol("realtime")],
-    ) as ws:  # type: ignore[list-item]
+    ) as ws:
         assert ws.subprotocol == f"openai-insecure-api-key.{token}"
         assert json.loads(await ws.recv())["type"] == "session.created"
     metrics = await asyncio.to_thread(lambda: httpx.get(f"{server.url}/metrics", trust_env=False).text)
@@ -414,3 +414,43 @@ async def test_too_many_calls_and_idle_hangup(server: LiveServer, token: str) ->
             assert "response.output_audio_transcript.delta" in types and types[-1] == "silvertalk.call.ending"
     finally:
         s.realtime_idle_prompt_s, s.realtime_idle_hangup_s = saved
+
+
+async def test_slow_speakers_long_pause_keeps_the_turn_over_binary_frames(
+    server: LiveServer, token: str
+) -> None:
+    """JFK with its pause after "Americans," stretched to ~1.4 s, sent as binary pcm16: one turn."""
+    jfk = pcm("jfk.flac", 24000)
+    cut = 24000 * 3
+    slow = np.concatenate(
+        [jfk[:cut], np.zeros(24000 * 4 // 10, np.int16), jfk[cut:], np.zeros(24000 * 3, np.int16)]
+    )
+    async with websockets.connect(
+        f"{server.ws_url}/v1/realtime?model=x", additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        await ws.send(
+            json.dumps(
+                {"type": "session.update", "session": {"input_audio_transcription": {"language": "en"}}}
+            )
+        )
+        assert json.loads(await ws.recv())["type"] == "session.updated"
+        types: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            while True:
+                event = json.loads(await ws.recv())
+                types.append(event)
+                if event["type"] == "response.done":
+                    return
+
+        reader = asyncio.create_task(read())
+        body = slow.tobytes()
+        for i in range(0, len(body), 960):
+            await ws.send(body[i : i + 960])
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(reader, 90)
+    stopped = [e for e in types if e["type"] == "input_audio_buffer.speech_stopped"]
+    finals = [e["transcript"] for e in types if e["type"].endswith("input_audio_transcription.completed")]
+    assert len(stopped) == 1 and len(finals) == 1
+    assert "americans" in finals[0].lower() and "your country" in finals[0].lower()
