@@ -64,7 +64,7 @@ def frames_of(turns: list[inputs.Turn]) -> list[bytes]:
 
 
 async def caller(
-    url: str, token: str, frames: list[bytes], stats: Stats, stop: asyncio.Event, delay: float
+    url: str, token: str, frames: list[bytes], stats: Stats, stop: asyncio.Event, delay: float, vad: bool
 ) -> None:
     """One call until `stop`: frames on schedule, a probe a second, replies counted."""
     from websockets.asyncio.client import connect
@@ -78,7 +78,10 @@ async def caller(
             max_size=16 * 1024 * 1024,
             proxy=None,
         ) as ws:
-            await ws.send(json.dumps({"type": "session.update", "session": session_config("en")}))
+            session = session_config("en")
+            if not vad:  # no turn detection: the server only buffers the audio
+                session["audio"]["input"]["turn_detection"] = None
+            await ws.send(json.dumps({"type": "session.update", "session": session}))
 
             async def read() -> None:
                 async for raw in ws:
@@ -121,12 +124,13 @@ async def caller(
 
 
 async def run(
-    url: str, token: str, n: int, ramp_s: float, warmup_s: float, window_s: float, turns_path: Path
+    url: str, token: str, n: int, ramp_s: float, warmup_s: float, window_s: float, turns_path: Path, vad: bool
 ) -> dict[str, Any]:
     frames = frames_of([t for t in inputs.load(turns_path) if t.name.startswith("piper")])
     stats, stop = Stats(), asyncio.Event()
     tasks = [
-        asyncio.create_task(caller(url, token, frames, stats, stop, ramp_s * i / max(1, n))) for i in range(n)
+        asyncio.create_task(caller(url, token, frames, stats, stop, ramp_s * i / max(1, n), vad))
+        for i in range(n)
     ]
     await asyncio.sleep(ramp_s + warmup_s)
     stats.measuring = True
@@ -158,12 +162,13 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--window", type=float, default=8.0)
     p.add_argument("--turns", type=Path, required=True, help="prepared turns (bench.inputs.save)")
+    p.add_argument("--no-vad", action="store_true", help="turn detection off: audio is only buffered")
     a = p.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop  # the server runs on uvloop too (uvicorn's default when installed)
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    result = asyncio.run(run(a.url, a.token, a.n, a.ramp, a.warmup, a.window, a.turns))
+    result = asyncio.run(run(a.url, a.token, a.n, a.ramp, a.warmup, a.window, a.turns, not a.no_vad))
     print(json.dumps({"event": "result", **result}), flush=True)
     sys.stdout.flush()
 

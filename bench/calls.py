@@ -6,7 +6,10 @@ measured. The callers run in a separate process (`bench.callers`). For each N th
 inbound frame lag (probe round trip, see `bench.callers`) p50/p99, the callers' own schedule slip,
 and the server's CPU per call, read from /proc over the measuring window.
 
-First the uvicorn WebSocket implementations are compared at one N; the ladder runs on the fastest.
+First the uvicorn WebSocket implementations are compared at one N (and the fastest again without
+permessage-deflate); then the ladder runs on the fastest twice: with turn detection off (transport,
+JSON, base64 and resampling only) and with the real VAD and endpointing on (turns and instant
+replies, as in a real call). A ladder stops once a step saturates.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import subprocess
 import sys
 import time
 from typing import Any
-
-import httpx
 
 from bench import inputs, report
 from bench.serve import ROOT, ServerProcess, cpu_seconds
@@ -42,7 +43,7 @@ def server_env() -> dict[str, str]:
     }
 
 
-def step(server: ServerProcess, token: str, n: int, window_s: float) -> dict[str, Any]:
+def step(server: ServerProcess, token: str, n: int, window_s: float, vad: bool = True) -> dict[str, Any]:
     """Run N callers in a fresh client process; returns their measures plus the server's CPU."""
     turns_path = report.RESULTS / "inputs.npz"
     ramp = min(5.0, 0.02 * n + 0.5)
@@ -64,6 +65,7 @@ def step(server: ServerProcess, token: str, n: int, window_s: float) -> dict[str
         str(window_s),
         "--turns",
         str(turns_path),
+        *(() if vad else ("--no-vad",)),
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -150,7 +152,7 @@ def fastest(results: dict[str, dict[str, Any]]) -> str:
 
 
 def run(
-    ns: tuple[int, ...] = (10, 50, 100, 200, 400), window_s: float = 8.0, compare_at: int = 100
+    ns: tuple[int, ...] = (10, 50, 100, 200, 400), window_s: float = 6.0, compare_at: int = 100
 ) -> dict[str, Any]:
     inputs.save(inputs.prepare(), report.RESULTS / "inputs.npz")
     impls = [w for w in WS_IMPLS if importlib.util.find_spec(w.split("-")[0]) is not None]
@@ -171,50 +173,62 @@ def run(
         print(f"not installed, not compared: {', '.join(skipped)}")
     best = fastest(comparison)
     print(f"fastest: ws={best!r}")
-    ladder: list[dict[str, Any]] = []
-    with serve(best) as server:
-        token = asyncio.run(login(server.url, name="bench-calls"))
-        for n in ns:
-            r = step(server, token, n, window_s)
-            ladder.append(r)
-            print(
-                f"  N={n}: lag {r['probe_ms']['p50']:.1f}/{r['probe_ms']['p99']:.1f} ms, "
-                f"server CPU {100 * r['server_cpu_cores']:.0f}%",
-                flush=True,
-            )
-            if r["probe_ms"]["p99"] > 1000 or r["failed_calls"] > n // 2:
-                print("  saturated: stopping the ladder here", flush=True)
-                break
-        try:
-            metrics = httpx.get(f"{server.url}/metrics", timeout=5, trust_env=False).text
-        except httpx.HTTPError:
-            metrics = ""
-    ok = [r["n"] for r in ladder if r["probe_ms"]["p99"] <= LAG_TARGET_MS and r["failed_calls"] == 0]
-    print(
-        report.table(
-            f"Calls per core (instant engines, real VAD, ws={best})",
-            HEADERS,
-            [row(best, r) for r in ladder],
-            1,
+    ladders = {
+        "vad-off": ladder(best, ns, window_s, vad=False),
+        "vad-on": ladder(best, ns, window_s, vad=True),
+    }
+    largest: dict[str, int | None] = {}
+    for mode, steps in ladders.items():
+        title = (
+            "real VAD and endpointing on"
+            if mode == "vad-on"
+            else "turn detection off: transport + resampling"
         )
-    )
-    print(f"largest N with p99 inbound lag <= {LAG_TARGET_MS:.0f} ms: {max(ok) if ok else 'none'}")
+        print(
+            report.table(
+                f"Calls per core, {title} (instant engines, ws={best})",
+                HEADERS,
+                [row(best, r) for r in steps],
+                1,
+            )
+        )
+        ok = [r["n"] for r in steps if r["probe_ms"]["p99"] <= LAG_TARGET_MS and r["failed_calls"] == 0]
+        largest[mode] = max(ok) if ok else None
+        print(f"largest N with p99 inbound lag <= {LAG_TARGET_MS:.0f} ms, {mode}: {largest[mode] or 'none'}")
     data = {
         "ws_comparison": comparison,
         "ws_not_installed": skipped,
         "ws_fastest": best,
-        "ladder": ladder,
-        "largest_n_within_target": max(ok) if ok else None,
-        "server_lag_metrics": [ln for ln in metrics.splitlines() if "lag" in ln and not ln.startswith("#")],
+        "ladders": ladders,
+        "largest_n_within_target": largest,
     }
     print(f"wrote {report.write('calls', data)}")
     return data
 
 
+def ladder(config: str, ns: tuple[int, ...], window_s: float, *, vad: bool) -> list[dict[str, Any]]:
+    """N callers for each N in turn, on one server, until the server saturates."""
+    steps: list[dict[str, Any]] = []
+    with serve(config) as server:
+        token = asyncio.run(login(server.url, name="bench-calls"))
+        for n in ns:
+            r = step(server, token, n, window_s, vad)
+            steps.append(r)
+            print(
+                f"  VAD {'on' if vad else 'off'} N={n}: lag {r['probe_ms']['p50']:.1f}/"
+                f"{r['probe_ms']['p99']:.1f} ms, server CPU {100 * r['server_cpu_cores']:.0f}%",
+                flush=True,
+            )
+            if r["probe_ms"]["p99"] > 1000 or r["failed_calls"] > n // 10:
+                print("  saturated: stopping here", flush=True)
+                break
+    return steps
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="calls per core")
     p.add_argument("--n", type=int, nargs="+", default=[10, 50, 100, 200, 400])
-    p.add_argument("--window", type=float, default=8.0)
+    p.add_argument("--window", type=float, default=6.0)
     p.add_argument("--compare-at", type=int, default=100)
     a = p.parse_args(argv)
     run(tuple(a.n), a.window, a.compare_at)
