@@ -20,6 +20,7 @@ import re
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -147,8 +148,10 @@ def read_any(path: Path, rate: int = RATE) -> PCM:
     with av.open(str(path)) as container:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
         for frame in container.decode(audio=0):
-            out.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-        out.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+            out.extend(
+                np.asarray(f.to_ndarray(), dtype=np.int16).reshape(-1) for f in resampler.resample(frame)
+            )
+        out.extend(np.asarray(f.to_ndarray(), dtype=np.int16).reshape(-1) for f in resampler.resample(None))
     return np.concatenate(out).astype(np.int16)
 
 
@@ -162,8 +165,9 @@ def _cut(pcm: PCM, rate: int, start_s: float, last_voiced_s: float, prev_end_s: 
     return np.concatenate([pad, clip]), round(LEAD_S + (last_voiced_s - start_s), 3)
 
 
-def load_labels() -> dict[str, dict[str, object]]:
-    return json.loads(LABELS.read_text())  # type: ignore[no-any-return]
+def load_labels() -> dict[str, Any]:
+    """The committed fixture labels: file -> {"segments": [{"text", "start_s", "last_voiced_s"}, ...]}."""
+    return dict(json.loads(LABELS.read_text()))
 
 
 def fixture_turns() -> list[Turn]:
@@ -174,7 +178,7 @@ def fixture_turns() -> list[Turn]:
         path = FIXTURES / file
         pcm, rate = read_wav(path) if path.suffix == ".wav" else (read_any(path, 16000), 16000)
         prev_end = 0.0
-        for i, seg in enumerate(entry["segments"]):  # type: ignore[attr-defined]
+        for i, seg in enumerate(entry["segments"]):
             clip, label = _cut(pcm, rate, seg["start_s"], seg["last_voiced_s"], prev_end)
             turns.append(Turn(f"{Path(file).stem[:3]}-{i + 1:02d}", seg["text"], clip, label))
             prev_end = seg["last_voiced_s"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def _turn() -> inputs.Turn:
 def test_analyse_measures_voice_to_voice_and_counts_a_split_sentence() -> None:
     """A turn answered twice is cut in two; voice-to-voice runs from the label to the first audio after it."""
     label_t = 100.0
-    window = [
+    window: list[tuple[float, dict[str, Any]]] = [
         (99.5, {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 500}),
         (99.6, {"type": "input_audio_buffer.committed"}),
         (99.7, {"type": "response.created", "response": {"id": "r1"}}),
