@@ -94,7 +94,8 @@ class CallConfig:
     speed: float = 1.0
     #: Reply audio the client may buffer ahead of playback.
     lead_ms: float = 300.0
-    speculative_reply: bool = True
+    #: Start the final decode and a held reply when the caller pauses (off: after the turn ends).
+    speculative: bool = True
     #: Barge-in: voiced this long = a real interruption; shorter than cough_ms then silence = noise.
     confirm_voiced_ms: int = 600
     cough_ms: int = 300
@@ -214,7 +215,9 @@ class Conversation:
             self._last_voiced = now
         if self._ep.in_turn:
             self.stt.push(frame)
-            self._ep.hold_end = self._turn is not None and not _finished(self._turn)
+            self._ep.hold_end = (
+                self.config.speculative and self._turn is not None and not _finished(self._turn)
+            )
         else:
             self._prefix.append((t, frame))
         for event in self._ep.feed(voiced, t):
@@ -263,15 +266,16 @@ class Conversation:
 
     def _pause_began(self, now: float) -> None:
         self._turn_stamps = {"speech_end": self._last_voiced}
-        if self._turn is not None and self._turn.transcript_task is None:
-            self.stt.speculate()
-            self._turn.transcript_task = self._spawn(self.stt.final())
         if self._barge is not None and self._ep.voiced_ms < self.config.cough_ms:
             # A knock or a cough: let the reply go on at once; speaking on will hold it again.
             self._noise_turn = self._turn
             self._resume_barge()
-        self.stt.speculate()
-        if self.config.create_response and self.config.speculative_reply and self._turn is not None:
+        if not self.config.speculative or self._turn is None:
+            return
+        if self._turn.transcript_task is None:
+            self.stt.speculate()
+            self._turn.transcript_task = self._spawn(self.stt.final())
+        if self.config.create_response:
             self.spec = self._start_reply(self._turn, speculative=True)
 
     def _speech_resumed(self) -> None:
@@ -615,6 +619,16 @@ class Conversation:
                 f"Item '{item_id}' does not exist.", code="item_delete_invalid_item_id", event_id=event_id
             )
         )
+
+    def turn_timings(self, item_id: str) -> dict[str, float]:
+        """A user turn's milliseconds from the end of speech to turn end and to its transcript."""
+        item = next((i for i in self.items if i.id == item_id), None)
+        if item is None or "speech_end" not in item.timings:
+            return {}
+        base = item.timings["speech_end"]
+        return {
+            f"{k}_ms": round((v - base) * 1000.0, 1) for k, v in item.timings.items() if k != "speech_end"
+        }
 
     @property
     def busy(self) -> bool:

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     realtime_idle_hangup_s: float = 90.0
     realtime_min_silence_ms: int = 700
     realtime_max_silence_ms: int = 2000
+    # Decode and start the reply when the caller pauses, before the turn is confirmed over (off:
+    # only after the endpointing wait; for latency comparisons).
+    realtime_speculative: bool = True
+    # Reply audio the server lets the client buffer ahead of playback.
+    realtime_audio_lead_ms: int = 300
 
     # Engines
     stt_engine: str = "whisper"

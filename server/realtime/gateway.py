@@ -26,7 +26,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pipeline import prompts
 from pipeline.conversation import CallConfig, Conversation
 from pipeline.engines.base import ChatContext
-from pipeline.events import ItemTruncated, OutputEvent, ReplyAudio, ResponseDone, TranscriptFinal
+from pipeline.events import ItemCreated, ItemTruncated, OutputEvent, ReplyAudio, ResponseDone, TranscriptFinal
 from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
 from server.realtime.metrics import CallMetrics
 from server.realtime.protocol import Encoder, ProtocolError, Session, apply_session
@@ -112,7 +112,7 @@ class Call:
         self.metrics: CallMetrics = services.extras["metrics"]
         self.store = CallStore(services.sessions, user.id)
         self._send_lock = asyncio.Lock()
-        self._persist: asyncio.Queue[OutputEvent | None] = asyncio.Queue()
+        self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float]] | None] = asyncio.Queue()
         self.conv: Conversation | None = None
 
     @property
@@ -179,6 +179,8 @@ class Call:
             max_silence_ms=s.realtime_max_silence_ms,
             speed=self.session.speed or self.user.speech_rate or 1.0,
             apology=prompts.apology(self.language),
+            speculative=s.realtime_speculative,
+            lead_ms=float(s.realtime_audio_lead_ms),
         )
         if td is not None:
             c.threshold, c.prefix_padding_ms = float(td["threshold"]), int(td["prefix_padding_ms"])
@@ -294,18 +296,24 @@ class Call:
                 reply = conv.replies.get(event.item_id)
                 if reply is not None and (reply.held or reply.status == "cancelled"):
                     continue  # barge-in: not one more byte of this reply
-            elif isinstance(event, TranscriptFinal | ResponseDone | ItemTruncated):
-                self._persist.put_nowait(event)
+            elif isinstance(event, TranscriptFinal | ResponseDone | ItemTruncated) or (
+                isinstance(event, ItemCreated) and event.text
+            ):
+                self._persist.put_nowait((event, conv.turn_timings(event.item_id)))
                 if isinstance(event, ResponseDone):
                     self.metrics.observe_response(event.status, event.timings)
             for wire in self.encoder.encode(event):
                 await self.send(wire)
 
     async def _save(self) -> None:
-        while (event := await self._persist.get()) is not None:
+        """Store turns off the sending path: a slow database never delays the caller's audio."""
+        while (entry := await self._persist.get()) is not None:
+            event, user_timings = entry
             try:
                 if isinstance(event, TranscriptFinal):
-                    await self.store.add_turn(event.item_id, "user", event.text, "completed", {})
+                    await self.store.add_turn(event.item_id, "user", event.text, "completed", user_timings)
+                elif isinstance(event, ItemCreated):  # a text item sent by the client
+                    await self.store.add_turn(event.item_id, event.role, event.text, "completed", {})
                 elif isinstance(event, ResponseDone):
                     await self.store.add_turn(
                         event.item_id, "assistant", event.text, event.status, event.timings

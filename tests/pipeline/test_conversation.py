@@ -210,6 +210,23 @@ async def test_a_turn_flows_to_a_spoken_reply(call: Call) -> None:
     assert [i.role for i in call.conv.items] == ["user", "assistant"]
 
 
+async def test_without_speculation_the_turn_is_decoded_after_it_ends() -> None:
+    """speculative=False: no decode until the endpointing wait is over, then one final decode and a reply."""
+    call = Call(speculative=False)
+    try:
+        await call.feed(speech(900))
+        await call.feed(silence(600))
+        assert call.engines.stt.calls == []
+        await call.feed(silence(200))
+        await call.until(ResponseDone)
+        done = call.of(ResponseDone)[0]
+        assert done.status == "completed" and done.timings["speculative"] == 0.0
+        st = call.conv.stt.stats
+        assert (st.speculative_hits, st.speculative_misses) == (0, 1)
+    finally:
+        await call.close()
+
+
 async def test_speculative_reply_discarded_when_caller_goes_on(call: Call) -> None:
     """A pause that was not the end: the speculative transcript and reply vanish without a trace."""
     await call.feed(speech(900))

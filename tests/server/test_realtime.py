@@ -387,7 +387,9 @@ async def test_the_call_is_stored_as_a_conversation(server: LiveServer, token: s
 
     conv, turns = await asyncio.to_thread(rows)
     assert conv[1] is not None
+    assert ("user", "My grandson visited today.", "completed") in turns
     assert ("assistant", LONG_EN, "completed") in turns
+    assert conv[2] == "My grandson visited today."
 
 
 async def test_too_many_calls_and_idle_hangup(server: LiveServer, token: str) -> None:
