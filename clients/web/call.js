@@ -261,7 +261,7 @@ export class Call {
         this.send({ type: "conversation.item.truncate", item_id: msg.itemId, content_index: 0,
           audio_end_ms: audioEndMs });
         this.stats.truncates.push({ item_id: msg.itemId, audio_end_ms: audioEndMs, played: msg.played,
-          dropped: msg.dropped });
+          dropped: msg.dropped, at_ms: Math.round(performance.now()) });
         for (const reply of this.replies.values()) {
           if (reply.itemId === msg.itemId) this.cutOff(reply);
         }

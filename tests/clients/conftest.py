@@ -12,7 +12,7 @@ from clients.realtime_client import load_pcm
 from tests.conftest import FIXTURES, LiveServer, make_settings
 
 JFK = FIXTURES / "jfk.flac"
-JFK_WORDS = ("americans", "country")
+JFK_WORDS = ("fellow", "country")  # Whisper hears "Americans" as "America" now and then
 SILENCE_AFTER_SPEECH_S = 6.5
 
 
