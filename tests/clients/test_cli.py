@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import os
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
 from clients.cli import main_async
-from clients.realtime_client import CallLog, session_config
+from clients.realtime_client import CallLog, RealtimeClient, session_config, stream_pcm
 from tests.clients.conftest import JFK, JFK_WORDS
 from tests.conftest import ROOT, LiveServer
 
@@ -71,6 +74,34 @@ def test_session_config_is_the_ga_shape() -> None:
     assert session["audio"]["input"]["transcription"]["language"] == "en"
     assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
     assert session["audio"]["output"]["speed"] == 0.9
+
+
+async def test_stream_pcm_paces_frames_in_real_time() -> None:
+    """With realtime pacing, 400 ms of audio leaves as ten 40 ms appends spread over about 400 ms."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    arrivals: list[tuple[float, dict[str, object]]] = []
+    headers: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        headers.append(ws.request.headers["Authorization"] if ws.request else "")
+        async for message in ws:
+            arrivals.append((time.monotonic(), json.loads(message)))
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with RealtimeClient.connect(f"http://127.0.0.1:{port}", "tok") as client:
+            start = time.monotonic()
+            await stream_pcm(client, bytes(24_000 * 2 * 400 // 1000), realtime=True, frame_ms=40)
+            paced = time.monotonic() - start
+            await stream_pcm(client, bytes(24_000 * 2 * 400 // 1000), realtime=False, frame_ms=40)
+            fast = time.monotonic() - start - paced
+        await asyncio.sleep(0.1)
+    assert headers == ["Bearer tok"]
+    assert len(arrivals) == 20
+    assert all(e["type"] == "input_audio_buffer.append" for _, e in arrivals)
+    assert {len(base64.b64decode(str(e["audio"]))) for _, e in arrivals} == {1920}
+    assert 0.34 <= paced < 0.8 and fast < 0.2, (paced, fast)
 
 
 async def test_cli_call_prints_transcript_and_saves_reply(live_server: LiveServer, tmp_path: Path) -> None:
