@@ -89,7 +89,7 @@ async def test_stream_pcm_paces_frames_in_real_time() -> None:
             arrivals.append((time.monotonic(), json.loads(message)))
 
     async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
+        port = next(iter(server.sockets)).getsockname()[1]
         async with RealtimeClient.connect(f"http://127.0.0.1:{port}", "tok") as client:
             start = time.monotonic()
             await stream_pcm(client, bytes(24_000 * 2 * 400 // 1000), realtime=True, frame_ms=40)
