@@ -29,7 +29,9 @@ run: setup migrate
 	$(PY) -m server
 
 browser:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "Chromium not installed; the browser test will say how"
+	@command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi nanum || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null) || \
+	  echo "Could not install Chromium; run: apt-get install -y chromium fonts-nanum (the browser test says so too)"
 
 test: setup browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
