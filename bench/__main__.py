@@ -1,6 +1,6 @@
 """`python -m bench all|v2v|floor|bargein|calls|rest [options]`: run benchmarks, print tables, write JSON.
 
-`all` runs every benchmark once with its defaults (about 12 minutes on a 2-core machine). One
+`all` runs every benchmark once with its defaults (about 10 minutes on a 2-core machine). One
 benchmark that fails (a server that will not start, say) is reported and the others still run;
 nothing here fails on speed. Options after the name go to that benchmark (`--help` lists them).
 """
