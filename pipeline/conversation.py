@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pipeline import EngineError
 from pipeline.audio import PCM, Resampler
 from pipeline.endpointing import Endpointer, PauseBegan, SpeechResumed, TurnEnded, TurnStarted
-from pipeline.engines.base import ChatContext, LanguageModel, Message, SpeechToText, TextToSpeech
+from pipeline.engines.base import ChatContext, Message
 from pipeline.events import (
     ErrorEvent,
     InputCleared,
@@ -51,88 +49,10 @@ from pipeline.events import (
 )
 from pipeline.reply import Reply, ReplyPlan
 from pipeline.stt_stream import StreamingTranscriber
+from pipeline.turns import SENTENCE_END, Barge, CallConfig, CallEngines, Item, finished, new_id
 from pipeline.vad import FRAME_MS, SAMPLE_RATE, FrameSplitter, Vad
 
 log = logging.getLogger(__name__)
-
-
-#: Whisper ends a finished sentence with one of these; a turn cut mid-sentence ends with "," or a word.
-SENTENCE_END = (".", "?", "!", "\u2026", "\u3002", "\uff1f", "\uff01")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
-
-
-class CallEngines(Protocol):
-    """What a call needs of the engines (`pipeline.engines.registry.Engines` is one)."""
-
-    @property
-    def stt(self) -> SpeechToText: ...
-
-    @property
-    def llm(self) -> LanguageModel: ...
-
-    def tts_for(self, language: str) -> TextToSpeech: ...
-
-
-@dataclass(slots=True)
-class CallConfig:
-    """What the core needs of the session (the gateway maps the Realtime session onto it)."""
-
-    language: str = "ko"
-    input_rate: int = 24000
-    output_rate: int = 24000
-    turn_detection: bool = True
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    create_response: bool = True
-    interrupt_response: bool = True
-    min_silence_ms: int = 700
-    max_silence_ms: int = 2000
-    speed: float = 1.0
-    #: Reply audio the client may buffer ahead of playback.
-    lead_ms: float = 300.0
-    #: Start the final decode and a held reply when the caller pauses (off: after the turn ends).
-    speculative: bool = True
-    #: Barge-in: voiced this long = a real interruption; shorter than cough_ms then silence = noise.
-    confirm_voiced_ms: int = 600
-    cough_ms: int = 300
-    false_interruption_s: float = 1.5
-    apology: str = ""
-    #: Partial transcripts only for utterances longer than this: on CPU a decode takes about a
-    #: second, and one running when the caller stops delays the final transcript behind it.
-    partial_after_s: float = 2.5
-
-
-@dataclass(slots=True)
-class Item:
-    """A conversation item: a user turn (audio or text) or an assistant reply, with the text heard."""
-
-    id: str
-    role: str
-    kind: str  # "audio" | "text"
-    text: str = ""
-    status: str = "completed"
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    timings: dict[str, float] = field(default_factory=dict)
-    transcript_task: asyncio.Task[Any] | None = None
-    failure: str | None = None
-    committed: bool = False
-    announced: bool = False
-
-    def forget_transcript(self) -> None:
-        """The caller spoke on: whatever was decoded of this turn so far is stale."""
-        self.transcript_task, self.text, self.failure = None, "", None
-        self.ready.clear()
-
-
-@dataclass(slots=True)
-class _Barge:
-    reply: Reply
-    since: float
-    item: Item
 
 
 class Conversation:
@@ -167,7 +87,7 @@ class Conversation:
         self._turn: Item | None = None
         self._turn_stamps: dict[str, float] = {}
         self._last_voiced = clock()
-        self._barge: _Barge | None = None
+        self._barge: Barge | None = None
         self._noise_turn: Item | None = None
         self._partial_task: asyncio.Task[None] | None = None
         self._partial_sent = ""
@@ -216,7 +136,7 @@ class Conversation:
         if self._ep.in_turn:
             self.stt.push(frame)
             self._ep.hold_end = (
-                self.config.speculative and self._turn is not None and not _finished(self._turn)
+                self.config.speculative and self._turn is not None and not finished(self._turn)
             )
         else:
             self._prefix.append((t, frame))
@@ -262,7 +182,7 @@ class Conversation:
             and self._barge is None
         ):
             reply.hold()  # silence within this frame; cancel or resume once we know more
-            self._barge = _Barge(reply, self.clock(), item)
+            self._barge = Barge(reply, self.clock(), item)
 
     def _pause_began(self, now: float) -> None:
         self._turn_stamps = {"speech_end": self._last_voiced}
@@ -282,7 +202,7 @@ class Conversation:
         reply = self.reply
         if self._noise_turn is self._turn and reply is not None and reply.status is None and self._turn:
             reply.hold()
-            self._barge = _Barge(reply, self.clock(), self._turn)
+            self._barge = Barge(reply, self.clock(), self._turn)
         self._noise_turn = None
         self.stt.cancel_speculation()
         if self.spec is not None:
@@ -474,7 +394,7 @@ class Conversation:
         if barge is not None and barge.reply.status is None:
             barge.reply.resume()
 
-    async def _settle_barge(self, barge: _Barge, item: Item) -> None:
+    async def _settle_barge(self, barge: Barge, item: Item) -> None:
         """A barge-in turn of middling length ended: words cancel the reply, no words resume it."""
         text, _ = await self._transcript_of(item)
         if not text:
@@ -492,26 +412,23 @@ class Conversation:
         """input_audio_buffer.commit: the buffered audio becomes a user turn."""
         if self.config.turn_detection:
             if self._turn is None:
-                self._emit(
-                    ErrorEvent(
-                        "Error committing input audio buffer: the buffer is empty.",
-                        code="input_audio_buffer_commit_empty",
-                        event_id=event_id,
-                    )
+                self._error(
+                    "Error committing input audio buffer: the buffer is empty.",
+                    "input_audio_buffer_commit_empty",
+                    event_id,
                 )
                 return
-            self._ep.reset()
+            voiced = self._ep.voiced_ms
             self._pause_began(self.clock())
+            self._ep.reset()
+            self._ep.voiced_ms = voiced  # what the barge-in rules look at
             self._turn_ended(TurnEnded(self._t_ms, 0), self.clock())
             return
         if sum(len(f) for f in self._input) < SAMPLE_RATE // 10:
-            self._emit(
-                ErrorEvent(
-                    "Error committing input audio buffer: buffer too small, expected at least "
-                    "100ms of audio.",
-                    code="input_audio_buffer_commit_empty",
-                    event_id=event_id,
-                )
+            self._error(
+                "Error committing input audio buffer: buffer too small, expected at least 100ms of audio.",
+                "input_audio_buffer_commit_empty",
+                event_id,
             )
             return
         frames, self._input = self._input, []
@@ -549,12 +466,10 @@ class Conversation:
     def create_response(self, event_id: str | None = None, *, fixed_text: str | None = None) -> Reply | None:
         """response.create (or a spoken prompt with `fixed_text`): answer the conversation so far."""
         if self.reply is not None and self.reply.status is None:
-            self._emit(
-                ErrorEvent(
-                    "Conversation already has an active response in progress.",
-                    code="conversation_already_has_active_response",
-                    event_id=event_id,
-                )
+            self._error(
+                "Conversation already has an active response in progress.",
+                "conversation_already_has_active_response",
+                event_id,
             )
             return None
         reply = self._start_reply(None, speculative=False, fixed_text=fixed_text)
@@ -565,12 +480,8 @@ class Conversation:
     def cancel_response(self, event_id: str | None = None) -> None:
         """response.cancel."""
         if self.reply is None or self.reply.status is not None:
-            self._emit(
-                ErrorEvent(
-                    "Cancellation failed: no active response found.",
-                    code="response_cancel_not_active",
-                    event_id=event_id,
-                )
+            self._error(
+                "Cancellation failed: no active response found.", "response_cancel_not_active", event_id
             )
             return
         self.reply.cancel("client_cancelled")
@@ -581,21 +492,15 @@ class Conversation:
         """conversation.item.truncate: keep only the text of the first `audio_end_ms` of the reply."""
         reply = self.replies.get(item_id)
         if reply is None:
-            self._emit(
-                ErrorEvent(
-                    f"Item '{item_id}' is not an assistant audio item.",
-                    code="item_truncate_invalid_item_id",
-                    event_id=event_id,
-                )
+            self._error(
+                f"Item '{item_id}' is not an assistant audio item.", "item_truncate_invalid_item_id", event_id
             )
             return
         if audio_end_ms < 0 or audio_end_ms > reply.audio_ms + 1:
-            self._emit(
-                ErrorEvent(
-                    f"audio_end_ms {audio_end_ms} is beyond the item's {int(reply.audio_ms)} ms of audio.",
-                    code="invalid_value",
-                    event_id=event_id,
-                )
+            self._error(
+                f"audio_end_ms {audio_end_ms} is beyond the item's {int(reply.audio_ms)} ms of audio.",
+                "invalid_value",
+                event_id,
             )
             return
         text = reply.text_until(audio_end_ms)
@@ -647,6 +552,9 @@ class Conversation:
     def _emit(self, event: OutputEvent) -> None:
         self.out.put_nowait(event)
 
+    def _error(self, message: str, code: str, event_id: str | None) -> None:
+        self._emit(ErrorEvent(message, code=code, event_id=event_id))
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -677,22 +585,6 @@ class Conversation:
             [round(x, 2) for x in st.final_decode_s],
             [round(x, 2) for x in st.final_wait_s],
         )
-
-
-def _finished(item: Item) -> bool:
-    """Do the words so far look like a finished turn? Unknown yet (still decoding) counts as no.
-
-    Waiting for the transcript costs no latency: the reply cannot speak before it anyway. A
-    transcript ending in a comma or a bare word ("When you hear the bell,") keeps the turn open
-    up to max_silence_ms, so a sentence is not cut in two; one or two words ("Yes") are finished.
-    """
-    task = item.transcript_task
-    if task is None or not task.done():
-        return False
-    if task.cancelled() or task.exception() is not None:
-        return True
-    text = task.result().text.strip()
-    return not text or text.endswith(SENTENCE_END) or len(text.split()) <= 2
 
 
 def _fields(ctx: ChatContext) -> dict[str, Any]:

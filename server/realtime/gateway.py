@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from pipeline import prompts
-from pipeline.conversation import CallConfig, Conversation
+from pipeline.conversation import Conversation
 from pipeline.engines.base import ChatContext
 from pipeline.events import ItemCreated, ItemTruncated, OutputEvent, ReplyAudio, ResponseDone, TranscriptFinal
+from pipeline.turns import CallConfig
 from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
 from server.realtime.metrics import CallMetrics
 from server.realtime.protocol import Encoder, ProtocolError, Session, apply_session
@@ -133,17 +134,18 @@ class Call:
             return
         self.metrics.calls_open.inc()
         self.metrics.calls_total.inc()
+        saver: asyncio.Task[None] | None = None
         try:
             engines = await get_engines(self.services)
             facts = await load_user_facts(self.services.sessions, self.user)
             entry.conversation_id = await self.store.start(self.language)
             self.conv = Conversation(engines, self._context(facts), self._config())
             await self.send(self.encoder.session_event("session.created"))
+            saver = asyncio.create_task(self._save())  # outlives the call's tasks: every turn is stored
             async with asyncio.timeout(self.settings.realtime_max_call_s), asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._read())
                 tg.create_task(self._write())
                 tg.create_task(self._watch())
-                tg.create_task(self._save())
                 await reader
                 raise _Hangup
         except* _Hangup:
@@ -155,6 +157,12 @@ class Call:
         finally:
             if self.conv is not None:
                 await self.conv.aclose()
+                while not self.conv.out.empty():  # e.g. the reply cancelled by the hang-up
+                    self._keep(self.conv.out.get_nowait())
+            self._persist.put_nowait(None)
+            if saver is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(saver, 10)
             with contextlib.suppress(Exception):
                 await self.store.end()
             await self.registry.close(entry)
@@ -296,14 +304,20 @@ class Call:
                 reply = conv.replies.get(event.item_id)
                 if reply is not None and (reply.held or reply.status == "cancelled"):
                     continue  # barge-in: not one more byte of this reply
-            elif isinstance(event, TranscriptFinal | ResponseDone | ItemTruncated) or (
-                isinstance(event, ItemCreated) and event.text
-            ):
-                self._persist.put_nowait((event, conv.turn_timings(event.item_id)))
-                if isinstance(event, ResponseDone):
-                    self.metrics.observe_response(event.status, event.timings)
+            else:
+                self._keep(event)
             for wire in self.encoder.encode(event):
                 await self.send(wire)
+
+    def _keep(self, event: OutputEvent) -> None:
+        """Queue what the database keeps (turns, truncations) and count finished replies."""
+        assert self.conv is not None
+        if isinstance(event, TranscriptFinal | ResponseDone | ItemTruncated) or (
+            isinstance(event, ItemCreated) and event.text
+        ):
+            self._persist.put_nowait((event, self.conv.turn_timings(event.item_id)))
+        if isinstance(event, ResponseDone):
+            self.metrics.observe_response(event.status, event.timings)
 
     async def _save(self) -> None:
         """Store turns off the sending path: a slow database never delays the caller's audio."""
