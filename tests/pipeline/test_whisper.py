@@ -46,3 +46,27 @@ def test_hallucination_filter_keeps_real_thanks() -> None:
     assert not is_hallucination("Thank you.", no_speech_prob=0.1, compression_ratio=1.0, level_dbfs=-25)
     assert is_hallucination("영상에서 " * 30, no_speech_prob=0.7, compression_ratio=4.4, level_dbfs=-30)
     assert not is_hallucination("오늘 병원에 가요", no_speech_prob=0.7, compression_ratio=1.1, level_dbfs=-30)
+    # Whatever Whisper writes for near-silent audio is invented, however confident it is.
+    assert is_hallucination(
+        "이 영상은 이 영상에서 만나요.", no_speech_prob=0.1, compression_ratio=1.2, level_dbfs=-70
+    )
+
+
+OSR_TEXT = (
+    "A gold ring will please most any girl. The long journey home took a year. She saw a cat in the "
+    "neighbor's house. A pink shell was found on the sandy beach. Small children came to see him. The "
+    "grass and bushes were wet with dew. The blind man counted his old coins. A severe storm tore down "
+    "the barn. She called his name many times. When you hear the bell, come quickly."
+)
+
+
+async def test_long_telephone_recording_goes_through_30_s_windows(whisper: WhisperSTT) -> None:
+    """The 36 s telephone recording (longer than a fitted window) is transcribed with WER <= 10%."""
+    from faster_whisper import decode_audio
+
+    from pipeline.audio import from_float
+    from tests.conftest import FIXTURES
+
+    audio = from_float(decode_audio(str(FIXTURES / "osr_us_000_0034_8k.wav"), sampling_rate=16000))
+    transcript = await whisper.transcribe(audio, language="en")
+    assert word_error_rate(OSR_TEXT, transcript.text) <= 0.1, transcript.text
