@@ -22,6 +22,7 @@ import redis as redis_sync
 import uvicorn
 from fastapi.testclient import TestClient
 
+from server.__main__ import uvicorn_options
 from server.app import create_app
 from server.settings import Settings
 from storage import db
@@ -168,9 +169,10 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
+        options = uvicorn_options(settings) | {"timeout_graceful_shutdown": 2}
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
-            ws="websockets", ws_max_size=settings.realtime_max_message_bytes, lifespan="on",
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.error: BaseException | None = None
