@@ -62,7 +62,9 @@ class Resampler:
 
     def __init__(self, src_rate: int, dst_rate: int) -> None:
         self.src_rate, self.dst_rate = src_rate, dst_rate
-        self._stream = None if src_rate == dst_rate else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16")
+        self._stream = (
+            None if src_rate == dst_rate else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16")
+        )
 
     def push(self, pcm: PCM, *, last: bool = False) -> PCM:
         if self._stream is None:

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
 
     # Limits
     rate_limit_per_minute: int = 300
-    allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"])
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
+    )
 
     # Realtime calls
     realtime_max_message_bytes: int = 1024 * 1024
@@ -98,7 +100,9 @@ class Settings(BaseSettings):
     replicate_webhook_secret: str | None = None
     replicate_image_model: str = "black-forest-labs/flux-schnell"
     replicate_video_model: str = "luma/ray"
-    replicate_output_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
+    replicate_output_hosts: list[str] = Field(
+        default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"]
+    )
     replicate_allow_loopback_outputs: bool = False
     generation_images_per_day: int = 20
     generation_videos_per_day: int = 3

@@ -54,8 +54,10 @@ def pg_template() -> Iterator[str]:
     try:
         conn = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError:
-        unavailable("PostgreSQL at 127.0.0.1:5432",
-                    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+        unavailable(
+            "PostgreSQL at 127.0.0.1:5432",
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+        )
     with conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{_PG_TEMPLATE}"')
         conn.execute(f'CREATE DATABASE "{_PG_TEMPLATE}"')
@@ -97,8 +99,10 @@ def redis_url() -> Iterator[str]:
     try:
         client.ping()
     except redis_sync.RedisError:
-        unavailable("Redis at 127.0.0.1:6379",
-                    'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no')
+        unavailable(
+            "Redis at 127.0.0.1:6379",
+            'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no',
+        )
     client.flushdb()
     yield REDIS_URL
     client.flushdb()
@@ -171,7 +175,11 @@ class LiveServer:
         self.port = int(self.sock.getsockname()[1])
         options = uvicorn_options(settings) | {"timeout_graceful_shutdown": 2}
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
             **options,
         )
         self.server = uvicorn.Server(config)
