@@ -73,7 +73,7 @@ class Endpointer:
         start_window: int = 5,
         resume_frames: int = 2,
         pause_trigger_ms: int = 160,
-        min_pause_ms: int = 120,
+        min_pause_ms: int = 200,
         pause_factor: float = 1.5,
         history: int = 30,
         learn_restarts: bool = True,
@@ -110,7 +110,9 @@ class Endpointer:
         """The silence that ends a turn now, adapted to this speaker's pauses."""
         want = float(self.silence_ms)
         if self.pauses:
-            want = max(want, self.pause_factor * float(np.percentile(list(self.pauses), 90)))
+            # "higher": an actual pause of theirs, so with few samples it is their longest one.
+            p90 = float(np.percentile(list(self.pauses), 90, method="higher"))
+            want = max(want, self.pause_factor * p90)
         return int(min(max(want, self.min_silence_ms), self.max_silence_ms))
 
     def feed(self, is_speech: bool, t_ms: int) -> list[EndpointEvent]:
