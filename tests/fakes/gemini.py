@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -113,18 +113,21 @@ def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
 
 
 class ThreadedASGI:
-    """Runs an ASGI app with uvicorn on 127.0.0.1:<free port> in a daemon thread (a context manager)."""
+    """Runs an ASGI app with uvicorn on 127.0.0.1:<free port> in a daemon thread.
+
+    The socket is bound here and handed to uvicorn, so no other process can take the port first.
+    """
 
     def __init__(self, app: Any) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
             timeout_graceful_shutdown=1,
         )  # fmt: skip
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -137,10 +140,52 @@ class ThreadedASGI:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.sock.close()
+
+
+class ScriptedFake:
+    """What the scripted LLM fakes share: a queue of replies, a server thread, a context manager.
+
+    A subclass sets `reply` (the default answer, or a function of the request body), calls
+    `_serve(app)` from `__post_init__`, and names the base path its client expects in `url_path`.
+    """
+
+    reply: str | Reply | Callable[[dict[str, Any]], str | Reply]
+    url_path = ""
+
+    def _serve(self, app: Any) -> None:
+        self._queue: list[Reply] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()  # set at exit: releases requests scripted to hang
+        self._server = ThreadedASGI(app)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.port}{self.url_path}"
+
+    def script(self, *replies: Reply | str) -> None:
+        """Queue replies for the next requests, in order; then the default `reply` applies again."""
+        with self._lock:
+            self._queue.extend(r if isinstance(r, Reply) else Reply(text=r) for r in replies)
+
+    def __enter__(self) -> Self:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        self._server.stop()
+
+    def _next_reply(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.pop(0)
+        reply = self.reply(body) if callable(self.reply) else self.reply
+        return reply if isinstance(reply, Reply) else Reply(text=reply)
 
 
 @dataclass
-class FakeGemini:
+class FakeGemini(ScriptedFake):
     """The fake server. `url` is the base URL to give the client; `requests` records every call."""
 
     reply: str | Reply | Callable[[dict[str, Any]], str | Reply] = "안녕하세요. 오늘 기분은 어떠세요?"
@@ -151,39 +196,13 @@ class FakeGemini:
     requests: list[Recorded] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._queue: list[Reply] = []
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        app = Starlette(
-            routes=[Route("/{version}/models/{model_action:str}", self._generate, methods=["POST"])]
+        self._serve(
+            Starlette(
+                routes=[Route("/{version}/models/{model_action:str}", self._generate, methods=["POST"])]
+            )
         )
-        self._server = ThreadedASGI(app)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
-
-    def script(self, *replies: Reply | str) -> None:
-        """Queue replies for the next requests, in order; then the default `reply` applies again."""
-        with self._lock:
-            self._queue.extend(r if isinstance(r, Reply) else Reply(text=r) for r in replies)
-
-    def __enter__(self) -> FakeGemini:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._closing.set()
-        self._server.stop()
 
     # --- the endpoint ---------------------------------------------------------------------------
-
-    def _next_reply(self, body: dict[str, Any]) -> Reply:
-        with self._lock:
-            if self._queue:
-                return self._queue.pop(0)
-        reply = self.reply(body) if callable(self.reply) else self.reply
-        return reply if isinstance(reply, Reply) else Reply(text=reply)
 
     async def _generate(self, request: Request) -> Response:
         version = request.path_params["version"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,13 +27,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.fakes.gemini import Recorded, Reply, ThreadedASGI, split_text
+from tests.fakes.gemini import Recorded, Reply, ScriptedFake, split_text
 
 __all__ = ["FakeChat", "Reply"]
 
 
 @dataclass
-class FakeChat:
+class FakeChat(ScriptedFake):
     """The fake server; `requests` records every call with its parsed JSON body."""
 
     reply: str | Reply | Callable[[dict[str, Any]], str | Reply] = "Hello! How are you today?"
@@ -43,37 +42,10 @@ class FakeChat:
     api_key: str | None = "fake-openai-key"
     requests: list[Recorded] = field(default_factory=list)
 
+    url_path = "/v1"
+
     def __post_init__(self) -> None:
-        self._queue: list[Reply] = []
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server = ThreadedASGI(
-            Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}/v1"
-
-    def script(self, *replies: Reply | str) -> None:
-        """Queue replies for the next requests, in order."""
-        with self._lock:
-            self._queue.extend(r if isinstance(r, Reply) else Reply(text=r) for r in replies)
-
-    def __enter__(self) -> FakeChat:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._closing.set()
-        self._server.stop()
-
-    def _next_reply(self, body: dict[str, Any]) -> Reply:
-        with self._lock:
-            if self._queue:
-                return self._queue.pop(0)
-        reply = self.reply(body) if callable(self.reply) else self.reply
-        return reply if isinstance(reply, Reply) else Reply(text=reply)
+        self._serve(Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])]))
 
     async def _chat(self, request: Request) -> Response:
         if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
