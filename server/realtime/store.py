@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
@@ -83,7 +83,7 @@ async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User
     """Today's events (in the user's time zone) and their five most recent memories."""
     try:
         tz = ZoneInfo(user.time_zone)
-    except Exception:
+    except (ZoneInfoNotFoundError, ValueError):  # validated on PATCH; old rows may still be odd
         tz = ZoneInfo("Asia/Seoul")
     now = datetime.now(tz)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
