@@ -91,6 +91,13 @@ async def stream(conn: Any, audio: bytes, bytes_per_20ms: int, speed: float = 4.
         await asyncio.sleep(0.02 / speed)
 
 
+async def say(conn: Any, text: str) -> None:
+    """A user text turn followed by a request for a reply (what a client does without server VAD)."""
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    await conn.send({"type": "conversation.item.create", "item": item})
+    await conn.send({"type": "response.create"})
+
+
 async def until(conn: Any, kind: str, seen: list[Any], timeout: float = 60) -> Any:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -183,17 +190,7 @@ async def test_text_turns_in_korean_without_turn_detection(server: LiveServer, t
             }
         )
         await until(conn, "session.updated", seen)
-        await conn.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "안녕하세요. 오늘 날씨가 좋네요."}],
-                },
-            }
-        )
-        await conn.send({"type": "response.create"})
+        await say(conn, "안녕하세요. 오늘 날씨가 좋네요.")
         done = await until(conn, "response.done", seen, timeout=60)
         assert done.response.status == "completed"
         assert any(e.type == "response.output_audio.delta" for e in seen)
@@ -337,17 +334,7 @@ async def test_llm_failure_is_apologised_for_and_the_call_goes_on(
         await english_call(conn, seen)
         gemini.script(Reply.mid_stream_error("Well, let me think about", 503))
         for _ in range(2):
-            await conn.send(
-                {
-                    "type": "conversation.item.create",
-                    "item": {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": "How are you?"}],
-                    },
-                }
-            )
-            await conn.send({"type": "response.create"})
+            await say(conn, "How are you?")
         failed = await until(conn, "response.done", seen)
         assert failed.response.status == "failed"
         assert "sorry" in failed.response.output[0].content[0].transcript.lower()
@@ -360,17 +347,7 @@ async def test_the_call_is_stored_as_a_conversation(server: LiveServer, token: s
     async with client(server, token).realtime.connect(model="silvertalk") as conn:
         seen: list[Any] = []
         await english_call(conn, seen)
-        await conn.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "My grandson visited today."}],
-                },
-            }
-        )
-        await conn.send({"type": "response.create"})
+        await say(conn, "My grandson visited today.")
         await until(conn, "response.done", seen)
     db = server.settings.database_url.split("///", 1)[1]  # type: ignore[union-attr]
 
