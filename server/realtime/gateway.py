@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,15 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pipeline import prompts
 from pipeline.conversation import Conversation
 from pipeline.engines.base import ChatContext
-from pipeline.events import ItemCreated, ItemTruncated, OutputEvent, ReplyAudio, ResponseDone, TranscriptFinal
+from pipeline.events import (
+    ItemCreated,
+    ItemTruncated,
+    OutputEvent,
+    ReplyAudio,
+    ResponseDone,
+    SpeechStarted,
+    TranscriptFinal,
+)
 from pipeline.turns import CallConfig
 from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
 from server.realtime.metrics import CallMetrics
@@ -115,6 +124,10 @@ class Call:
         self._send_lock = asyncio.Lock()
         self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float]] | None] = asyncio.Queue()
         self.conv: Conversation | None = None
+        # Barge-in, measured where bytes leave: when speech_started went out, and when each
+        # reply's first and last audio went out (monotonic seconds).
+        self._speech_started_at: float | None = None
+        self._audio_sent: dict[str, tuple[float, float]] = {}
 
     @property
     def language(self) -> str:
@@ -305,9 +318,30 @@ class Call:
                 if reply is not None and (reply.held or reply.status == "cancelled"):
                     continue  # barge-in: not one more byte of this reply
             else:
+                if isinstance(event, ResponseDone):
+                    event = self._with_barge_in_timing(event)
                 self._keep(event)
             for wire in self.encoder.encode(event):
                 await self.send(wire)
+            now = time.monotonic()
+            if isinstance(event, SpeechStarted):
+                self._speech_started_at = now
+            elif isinstance(event, ReplyAudio):
+                first, _ = self._audio_sent.get(event.item_id, (now, now))
+                self._audio_sent[event.item_id] = (first, now)
+
+    def _with_barge_in_timing(self, event: ResponseDone) -> ResponseDone:
+        """Add `barge_in_stop_ms` to a reply cut by the caller speaking over it.
+
+        That is the time from `speech_started` leaving the server to the reply's last audio byte
+        leaving it (0 when nothing more was sent after speech_started: the usual case).
+        """
+        first_last = self._audio_sent.pop(event.item_id, None)
+        started = self._speech_started_at
+        if event.status != "cancelled" or first_last is None or started is None or started < first_last[0]:
+            return event
+        stop_ms = max(0.0, (first_last[1] - started) * 1000.0)
+        return replace(event, timings={**event.timings, "barge_in_stop_ms": round(stop_ms, 1)})
 
     def _keep(self, event: OutputEvent) -> None:
         """Queue what the database keeps (turns, truncations) and count finished replies."""

@@ -37,6 +37,12 @@ class CallMetrics:
             "Replies whose LLM failed (apology spoken)",
             registry=self.registry,
         )
+        self.barge_in_stop_ms = Histogram(
+            "silvertalk_barge_in_stop_ms",
+            "Milliseconds from speech_started to the interrupted reply's last audio byte sent",
+            buckets=(0, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=self.registry,
+        )
         self.calls_open = Gauge("silvertalk_calls_open", "Open realtime calls", registry=self.registry)
         self.calls_total = Counter(
             "silvertalk_calls_total", "Realtime calls accepted", registry=self.registry
@@ -50,6 +56,8 @@ class CallMetrics:
             value = timings.get(f"{stage}_ms")
             if value is not None:
                 self.stage_ms.labels(stage).observe(value)
+        if (stop := timings.get("barge_in_stop_ms")) is not None:
+            self.barge_in_stop_ms.observe(stop)
 
 
 router = APIRouter(tags=["metrics"])

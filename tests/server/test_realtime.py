@@ -283,6 +283,8 @@ async def test_barge_in_cancels_and_truncate_keeps_heard_text(server: LiveServer
         mark = len(seen)
         done = await until(conn, "response.done", seen, timeout=30)
         assert done.response.status == "cancelled"
+        # The server's own measure: speech_started out -> last reply audio byte out.
+        assert 0 <= done.response.silvertalk_timings["barge_in_stop_ms"] <= 100
         assert not [
             e for e in seen[mark:] if e.type == "response.output_audio.delta" and e.item_id == delta.item_id
         ]
