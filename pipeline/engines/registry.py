@@ -15,6 +15,7 @@ in its SDK. `load_engines` is blocking (models load): the gateway calls it in a 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,55 +24,21 @@ from pipeline import EngineUnavailable
 from pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
 
 
-def _whisper(settings: Any) -> SpeechToText:
-    from pipeline.engines import whisper
+def _lazy(module: str) -> Callable[[Any], Any]:
+    """A factory that imports `pipeline.engines.<module>` only when called and runs its `load`."""
 
-    return whisper.load(settings)
+    def factory(settings: Any) -> Any:
+        return importlib.import_module(f"pipeline.engines.{module}").load(settings)
 
-
-def _gemini(settings: Any) -> LanguageModel:
-    from pipeline.engines import gemini
-
-    return gemini.load(settings)
+    factory.__name__ = f"load_{module}"
+    return factory
 
 
-def _openai_compat(settings: Any) -> LanguageModel:
-    from pipeline.engines import openai_compat
-
-    return openai_compat.load(settings)
-
-
-def _offline(settings: Any) -> LanguageModel:
-    from pipeline.engines import offline
-
-    return offline.load(settings)
-
-
-def _piper(settings: Any) -> TextToSpeech:
-    from pipeline.engines import piper
-
-    return piper.load(settings)
-
-
-def _espeak(settings: Any) -> TextToSpeech:
-    from pipeline.engines import espeak
-
-    return espeak.load(settings)
-
-
-def _xtts(settings: Any) -> TextToSpeech:
-    from pipeline.engines import xtts
-
-    return xtts.load(settings)
-
-
-STT: dict[str, Callable[[Any], SpeechToText]] = {"whisper": _whisper}
+STT: dict[str, Callable[[Any], SpeechToText]] = {"whisper": _lazy("whisper")}
 LLM: dict[str, Callable[[Any], LanguageModel]] = {
-    "gemini": _gemini,
-    "openai_compat": _openai_compat,
-    "offline": _offline,
+    name: _lazy(name) for name in ("gemini", "openai_compat", "offline")
 }
-TTS: dict[str, Callable[[Any], TextToSpeech]] = {"piper": _piper, "espeak": _espeak, "xtts": _xtts}
+TTS: dict[str, Callable[[Any], TextToSpeech]] = {name: _lazy(name) for name in ("piper", "espeak", "xtts")}
 
 
 @dataclass

@@ -112,18 +112,8 @@ async def test_sdk_holds_a_multi_turn_english_call(server: LiveServer, token: st
     """GA SDK: JFK then a telephone sentence, each transcribed and answered in speech with timings."""
     async with client(server, token).realtime.connect(model="silvertalk") as conn:
         seen: list[Any] = []
-        created = await until(conn, "session.created", seen)
-        assert created.session.audio.input.format.rate == 24000
-        await conn.send(
-            {
-                "type": "session.update",
-                "session": {
-                    "type": "realtime",
-                    "audio": {"input": {"transcription": {"model": "whisper-1", "language": "en"}}},
-                },
-            }
-        )
-        await until(conn, "session.updated", seen)
+        await english_call(conn, seen)
+        assert seen[0].type == "session.created" and seen[0].session.audio.input.format.rate == 24000
         turns = [pcm("jfk.flac", 24000), pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3]]
         transcripts, timings = [], []
         for audio in turns:
