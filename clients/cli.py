@@ -88,6 +88,8 @@ class Printer:
             self._line(f"[hearing] {log.user_turns[str(event.get('item_id') or '')].partial}")
         elif kind == "conversation.item.input_audio_transcription.completed":
             self._line(f"[you] {event.get('transcript', '')}")
+        elif kind == "conversation.item.deleted":
+            self._line("[joined with what follows: you were only pausing]")
         elif kind in ("response.output_audio_transcript.delta", "response.audio_transcript.delta"):
             if not self._reply_open:
                 self.out.write("[companion] ")

@@ -305,6 +305,9 @@ class CallLog:
             self._user(event).partial += str(event.get("delta", ""))
         elif kind == "conversation.item.input_audio_transcription.completed":
             self._user(event).transcript = str(event.get("transcript", ""))
+        elif kind == "conversation.item.deleted":
+            # A turn the server joined into the next (the caller was only pausing), or one we deleted.
+            self.user_turns.pop(str(event.get("item_id") or ""), None)
         elif kind == "response.created":
             self.in_progress.add(self._reply(event).response_id)
         elif kind in ("response.output_audio.delta", "response.audio.delta"):

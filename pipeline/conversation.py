@@ -16,6 +16,10 @@ and the endpointer's events drive everything else:
   reply* on that transcript: LLM and first TTS run while the endpointer is still waiting, their
   events buffered. SpeechResumed discards both.
 - TurnEnded: the turn is committed and the speculative reply released (or a reply started now).
+- A turn that starts soon after one we ended (within `rejoin_within_ms`), while our answer to it is
+  still on its way and barely heard, *rejoins* it: they were pausing, not done. The transcriber keeps
+  the earlier audio, so the new turn's transcript is the whole utterance; when it is committed the
+  earlier user item is deleted (`ItemDeleted`) and the half-answer has been cancelled by barge-in.
 
 Replies are `pipeline.reply.Reply` tasks; blocking model work runs off the loop inside the engines.
 """
@@ -85,6 +89,8 @@ class Conversation:
         self._input: list[PCM] = []  # audio since the last commit/clear (turn detection off)
         self._t_ms = 0
         self._turn: Item | None = None
+        #: The last committed user audio turn while its audio is still in the transcriber.
+        self._open: Item | None = None
         self._turn_stamps: dict[str, float] = {}
         self._last_voiced = clock()
         self._barge: Barge | None = None
@@ -163,12 +169,29 @@ class Conversation:
         last = self.replies.get(self.items[-1].id) if self.items else None
         heard = last.played_ms() if last is not None else (self.reply.played_ms() if self.reply else 0.0)
         previous = next((i for i in reversed(self.items) if i.role == "user" and i.kind == "audio"), None)
-        if event.gap_ms is not None and event.gap_ms <= self._ep.max_silence_ms and heard < 500 and previous:
+        gap = event.gap_ms
+        if gap is not None and gap <= self._ep.max_silence_ms and heard < 500 and previous:
             # They carried on before our answer got going: perhaps we ended their turn in a pause.
-            self._spawn(self._learn_pause(previous, event.gap_ms))
+            self._spawn(self._learn_pause(previous, gap))
+        answer = self.reply
+        rejoin = (
+            gap is not None
+            and gap <= self.config.rejoin_within_ms
+            and previous is not None
+            and previous is self._open
+            and answer is not None
+            and answer.status is None
+            and answer.user_item_id == previous.id
+            and answer.played_ms() < self.config.rejoin_unheard_ms
+        )
         item = Item(new_id("item"), "user", "audio", status="in_progress")
         self._turn, self._partial_sent = item, ""
-        self.stt.reset()
+        if rejoin:
+            item.continues = previous
+            self.stt.carry_on()
+        else:
+            self.stt.reset()
+        self._open = None
         for t, frame in self._prefix:
             if t >= event.start_ms:
                 self.stt.push(frame)
@@ -232,12 +255,18 @@ class Conversation:
         self._commit_turn(item)
 
     def _commit_turn(self, item: Item) -> None:
+        joined = item.continues
+        if joined is not None and joined in self.items:
+            # One utterance after all: this turn's transcript covers the earlier one's words.
+            self.items.remove(joined)
+            self._emit(ItemDeleted(joined.id))
         previous = self.items[-1].id if self.items else None
         item.status = "completed"
         self.items.append(item)
         self._emit(InputCommitted(item.id, previous))
         self._emit(ItemCreated(item.id, previous, "user", "input_audio"))
         item.committed = True
+        self._open = item if item.kind == "audio" else None
         self._announce(item)
         spec = self.spec if self.spec is not None and self.spec.user_item_id == item.id else None
         if spec is not None:
@@ -257,6 +286,7 @@ class Conversation:
         """Forget a turn that was noise (or cleared): its decode and its speculative reply."""
         if self._turn is None or self._turn is item:
             self.stt.reset()
+            self._open = None
         if self.spec is not None and (item is None or self.spec.user_item_id == item.id):
             self.spec.discard()
             self.spec = None
@@ -339,7 +369,7 @@ class Conversation:
                 reply.stamps["transcript"] = self.clock()
                 if not text:
                     return None
-                history = [*self._history(), Message("user", text)]
+                history = [*self._history(skip=item.continues), Message("user", text)]
             else:
                 for pending in self.items:
                     await pending.ready.wait()
@@ -517,6 +547,8 @@ class Conversation:
         for i, item in enumerate(self.items):
             if item.id == item_id:
                 del self.items[i]
+                if item is self._open:
+                    self._open = None
                 self._emit(ItemDeleted(item_id))
                 return
         self._emit(
@@ -542,11 +574,11 @@ class Conversation:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _history(self) -> list[Message]:
+    def _history(self, skip: Item | None = None) -> list[Message]:
         return [
             Message("user" if i.role != "assistant" else "assistant", i.text)
             for i in self.items
-            if i.text and i.role in ("user", "assistant", "system")
+            if i.text and i.role in ("user", "assistant", "system") and i is not skip
         ]
 
     def _emit(self, event: OutputEvent) -> None:

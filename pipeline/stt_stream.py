@@ -152,6 +152,18 @@ class StreamingTranscriber:
         self._previous: list[str] = []
         self._unstable: list[str] = []
 
+    def carry_on(self) -> None:
+        """The caller went on after a turn we ended too soon: keep its audio, forget its decodes.
+
+        What is pushed next extends the same utterance, so the next decode hears the words before
+        the pause (a lone "ask not" is misheard; "my fellow Americans, ask not" is not).
+        """
+        self.cancel_speculation(count=False)
+        self._decoded_samples = 0
+        self._last_decode_s = 0.0
+        self._last_decode_end = float("-inf")
+        self._committed, self._previous, self._unstable = [], [], []
+
     # --- partials -------------------------------------------------------------------------------
 
     @property

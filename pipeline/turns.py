@@ -60,6 +60,10 @@ class CallConfig:
     cough_ms: int = 300
     false_interruption_s: float = 1.5
     apology: str = ""
+    #: A caller who speaks again within `rejoin_within_ms` of a turn we ended, before hearing
+    #: `rejoin_unheard_ms` of our answer, was pausing, not done: the turns become one (Conversation).
+    rejoin_within_ms: int = 2500
+    rejoin_unheard_ms: float = 500.0
     #: Partial transcripts only for utterances longer than this: on CPU a decode takes about a
     #: second, and one running when the caller stops delays the final transcript behind it.
     partial_after_s: float = 2.5
@@ -80,6 +84,8 @@ class Item:
     failure: str | None = None
     committed: bool = False
     announced: bool = False
+    #: The user turn this one carries on: the caller spoke again before hearing our answer to it.
+    continues: Item | None = None
 
     def forget_transcript(self) -> None:
         """The caller spoke on: whatever was decoded of this turn so far is stale."""

@@ -115,6 +115,7 @@ $("records-refresh").addEventListener("click", () => loadRecords(api, message));
 
 const userTurns = new Map(); // item id -> {text, final}
 const replyLines = new Map(); // response id -> its line in "This call"
+const userLines = new Map(); // item id -> its line in "This call"
 let currentItem = null;
 
 function renderUser() {
@@ -172,7 +173,14 @@ const ui = {
     turn.final = !partial;
     userTurns.set(currentItem, turn);
     renderUser();
-    if (!partial) addTurnLine("turn-user", `나 · You: ${turn.text}`);
+    if (!partial) userLines.set(currentItem, addTurnLine("turn-user", `나 · You: ${turn.text}`));
+  },
+  removeItem(itemId) {
+    // The server joined this turn into the next one (the caller was pausing): its words come again there.
+    userTurns.delete(itemId);
+    const li = userLines.get(itemId);
+    if (li) li.remove();
+    userLines.delete(itemId);
   },
   assistantText(text) {
     $("assistant-text").textContent = text;
@@ -219,6 +227,7 @@ $("call").addEventListener("click", async () => {
   $("turns").replaceChildren();
   $("assistant-text").textContent = "";
   userTurns.clear();
+  userLines.clear();
   replyLines.clear();
   renderUser();
   const call = new Call({ token: app.token, language: $("language").value, speed: Number($("speed").value), ui });

@@ -347,6 +347,9 @@ export class Call {
       case "conversation.item.input_audio_transcription.completed":
         this.ui.userText({ itemId: ev.item_id, text: ev.transcript || "", partial: false });
         break;
+      case "conversation.item.deleted":
+        this.ui.removeItem(ev.item_id);
+        break;
       case "response.created":
         this.responseId = ev.response && ev.response.id;
         this.replies.set(this.responseId, this.newReply(this.responseId));

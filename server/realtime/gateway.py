@@ -29,6 +29,7 @@ from pipeline.conversation import Conversation
 from pipeline.engines.base import ChatContext
 from pipeline.events import (
     ItemCreated,
+    ItemDeleted,
     ItemTruncated,
     OutputEvent,
     ReplyAudio,
@@ -346,7 +347,7 @@ class Call:
     def _keep(self, event: OutputEvent) -> None:
         """Queue what the database keeps (turns, truncations) and count finished replies."""
         assert self.conv is not None
-        if isinstance(event, TranscriptFinal | ResponseDone | ItemTruncated) or (
+        if isinstance(event, TranscriptFinal | ResponseDone | ItemTruncated | ItemDeleted) or (
             isinstance(event, ItemCreated) and event.text
         ):
             self._persist.put_nowait((event, self.conv.turn_timings(event.item_id)))
@@ -368,6 +369,8 @@ class Call:
                     )
                 elif isinstance(event, ItemTruncated):
                     await self.store.truncate(event.item_id, event.text)
+                elif isinstance(event, ItemDeleted):
+                    await self.store.delete(event.item_id)
             except Exception:
                 log.exception("could not store a turn")
 

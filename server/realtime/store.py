@@ -23,7 +23,7 @@ class CallStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> None:
         self.sessions, self.user_id = sessions, user_id
         self.conversation_id: uuid.UUID | None = None
-        self._first_user_text: list[str] = []
+        self._first_user_text: list[tuple[str, str]] = []  # (item id, text) for the summary
 
     async def start(self, language: str) -> uuid.UUID:
         async with self.sessions() as s:
@@ -38,8 +38,8 @@ class CallStore:
     ) -> None:
         if self.conversation_id is None:
             return
-        if role == "user" and text and len(" ".join(self._first_user_text)) < 200:
-            self._first_user_text.append(text)
+        if role == "user" and text and sum(len(t) + 1 for _, t in self._first_user_text) < 200:
+            self._first_user_text.append((item_id, text))
         async with self.sessions() as s:
             s.add(
                 Turn(
@@ -67,6 +67,21 @@ class CallStore:
                 turn.text = text
             await s.commit()
 
+    async def delete(self, item_id: str) -> None:
+        """The item left the conversation (the client deleted it, or a rejoined turn replaced it)."""
+        if self.conversation_id is None:
+            return
+        self._first_user_text = [(i, t) for i, t in self._first_user_text if i != item_id]
+        async with self.sessions() as s:
+            rows = await s.execute(
+                select(Turn).where(
+                    col(Turn.conversation_id) == self.conversation_id, col(Turn.item_id) == item_id
+                )
+            )
+            for turn in rows.scalars():
+                await s.delete(turn)
+            await s.commit()
+
     async def end(self) -> None:
         if self.conversation_id is None:
             return
@@ -74,7 +89,7 @@ class CallStore:
             row = await s.get(Conversation, self.conversation_id)
             if row is not None:
                 row.ended_at = datetime.now(UTC)
-                summary = " ".join(self._first_user_text).strip()
+                summary = " ".join(t for _, t in self._first_user_text).strip()
                 row.summary = (summary[:300] + "…") if len(summary) > 300 else (summary or None)
                 await s.commit()
 

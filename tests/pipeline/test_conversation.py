@@ -18,6 +18,7 @@ from pipeline.conversation import CallConfig, Conversation
 from pipeline.engines.base import PCM, ChatContext, LLMOutput, Message, TextDelta, Transcript
 from pipeline.events import (
     InputCommitted,
+    ItemDeleted,
     ItemTruncated,
     OutputEvent,
     ReplyAudio,
@@ -270,6 +271,33 @@ async def test_an_unfinished_sentence_keeps_the_turn_open(call: Call) -> None:
     )
 
 
+async def test_speaking_on_before_the_answer_is_heard_rejoins_the_turn(call: Call) -> None:
+    """A turn ended in a pause, then more words before our answer is heard: one utterance, one answer.
+
+    The answer to the first half is cancelled, the first user item is deleted, and the new item's
+    transcript (decoded over both halves' audio) and the LLM's history hold the whole utterance.
+    """
+    call.conv.config.lead_ms = 300  # the answer is paced as a client plays it
+    await call.feed(speech(900))
+    await call.feed(silence(800))  # "Hello hello hello." looks finished: the turn ends at 700 ms
+    first = call.of(InputCommitted)[0].item_id
+    await call.until(ReplyAudio)
+    await call.feed(speech(900))
+    await call.feed(silence(1000))
+    await call.until(ResponseDone, 2)
+    half, whole = call.of(ResponseDone)
+    assert half.status == "cancelled" and whole.status == "completed"
+    assert [e.item_id for e in call.of(ItemDeleted)] == [first]
+    finals = call.of(TranscriptFinal)
+    assert [len(f.text.split()) for f in finals] == [3, 6]
+    committed = call.of(InputCommitted)[1]
+    assert committed.item_id == finals[1].item_id and committed.previous_item_id != first
+    user_turns = [m.text for m in call.engines.llm.histories[-1] if m.role == "user"]
+    assert user_turns == [finals[1].text]
+    assert first not in [i.id for i in call.conv.items]
+    assert call.conv.stt.stats.speculative_misses == 0  # both halves were decoded speculatively
+
+
 async def test_partial_transcripts_while_speaking(call: Call) -> None:
     """A long utterance yields growing stable partial transcripts before the final one."""
     await call.feed(speech(4000))
@@ -291,6 +319,7 @@ async def test_barge_in_stops_audio_at_once_and_keeps_heard_text(call: Call) -> 
     """Caller speech during a reply: no audio after speech_started, cancelled, history keeps the heard."""
     started = await start_reply(call)
     await call.feed(speech(800))
+    assert call.conv._turn is not None and call.conv._turn.continues is None  # a second of it was heard
     i = max(i for i, e in enumerate(call.events) if isinstance(e, SpeechStarted))
     assert not any(isinstance(e, ReplyAudio) for e in call.events[i:])
     done = call.of(ResponseDone)[0]

@@ -25,6 +25,8 @@ from tests.fakes.gemini import FakeGemini, Reply
 
 pytestmark = pytest.mark.slow
 
+MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "whisper-base"
+
 
 LONG_EN = (
     "That is a lovely thing to say, and I am glad you told me. I remember how warm the summers were "
@@ -53,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, gemini: FakeGemini) -> Iter
         tmp,
         f"sqlite+aiosqlite:///{tmp / 'rt.db'}",
         preload_engines=True,
-        stt_model_dir=Path(__file__).resolve().parents[2] / "models" / "whisper-base",
+        stt_model_dir=MODEL_DIR,
         allowed_origins=["http://good.example"],
         llm_engine="gemini",
         gemini_base_url=gemini.url,
@@ -123,10 +125,7 @@ async def test_sdk_holds_a_multi_turn_english_call(server: LiveServer, token: st
             done = await until(conn, "response.done", seen, timeout=90)
             while done.response.status != "completed":  # a long pause inside the clip may split the turn
                 done = await until(conn, "response.done", seen, timeout=90)
-            completed = [
-                e for e in seen[start:] if e.type == "conversation.item.input_audio_transcription.completed"
-            ]
-            transcripts.append(" ".join(e.transcript for e in completed))
+            transcripts.append(heard_whole(seen[start:]))
             timings.append(done.response.model_extra["silvertalk_timings"])
         names = [e.type for e in seen]
         assert "input_audio_buffer.speech_started" in names and "response.output_audio.delta" in names
@@ -138,6 +137,63 @@ async def test_sdk_holds_a_multi_turn_english_call(server: LiveServer, token: st
         for t in timings:
             assert t["first_audio_sent_ms"] >= t["transcript_ms"] - 1
         print("timings", json.dumps(timings))
+
+
+async def test_a_sentence_cut_at_its_pauses_is_heard_whole(tmp_path: Path, gemini: FakeGemini) -> None:
+    """Endpointing capped at 700 ms ends JFK's turn at both of his 1 s pauses; each time he goes on
+    before the answer is heard, so each part rejoins the one before: one transcript, one answer,
+    the fragments deleted from the conversation and from the stored call."""
+    settings = make_settings(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'cut.db'}",
+        preload_engines=True,
+        stt_model_dir=MODEL_DIR,
+        llm_engine="gemini",
+        gemini_base_url=gemini.url,
+        gemini_api_key=gemini.api_key,
+        realtime_max_silence_ms=700,
+    )
+    with LiveServer(settings) as live:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            r = await http.post(f"{live.url}/v1/auth/dev-login", json={"name": "pauser"})
+        async with client(live, str(r.json()["access_token"])).realtime.connect(model="x") as conn:
+            seen: list[Any] = []
+            await english_call(conn, seen)
+            body = np.concatenate([pcm("jfk.flac", 24000), np.zeros(24000 * 3, dtype=np.int16)])
+            await stream(conn, body.tobytes(), 960)
+            done = await until(conn, "response.done", seen, timeout=90)
+            while done.response.status != "completed":
+                done = await until(conn, "response.done", seen, timeout=90)
+        deleted = [e.item_id for e in seen if e.type == "conversation.item.deleted"]
+        stopped = [e.item_id for e in seen if e.type == "input_audio_buffer.speech_stopped"]
+        assert len(stopped) >= 2 and deleted == stopped[:-1]  # every turn but the last was rejoined
+        whole = heard_whole(seen).lower()
+        assert "fellow americans" in whole and "ask not what your country can do for you" in whole
+        assert whole.count("americans") == 1  # the fragments' transcripts are gone
+        cancelled = [e for e in seen if e.type == "response.done" and e.response.status == "cancelled"]
+        assert len(cancelled) == len(deleted)  # each half-answer was stopped before it was heard
+        db = str(settings.database_url).split("///", 1)[1]
+
+        def user_turns() -> list[str]:
+            with sqlite3.connect(db) as c:
+                return [t for (t,) in c.execute("select text from turn where role = 'user'")]
+
+        for _ in range(100):  # stored off the call's path, a moment later
+            stored = await asyncio.to_thread(user_turns)
+            if len(stored) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert len(stored) == 1 and "ask not" in stored[0].lower()
+
+
+def heard_whole(events: list[Any]) -> str:
+    """The caller's final transcripts, less the items the server deleted (turns that were rejoined)."""
+    deleted = {e.item_id for e in events if e.type == "conversation.item.deleted"}
+    return " ".join(
+        e.transcript
+        for e in events
+        if e.type == "conversation.item.input_audio_transcription.completed" and e.item_id not in deleted
+    )
 
 
 async def test_beta_sdk_mulaw_8k(server: LiveServer, token: str) -> None:
