@@ -178,6 +178,9 @@ class TurnResult:
     vad_end_error_ms: float | None
     commits: int
     responses: int
+    #: Turns the server joined into the next (`conversation.item.deleted`): ended in a pause, then
+    #: taken back because the caller spoke on before hearing the answer.
+    rejoined: int
     transcripts: list[str]
     timings: dict[str, Any]
     status: str | None
@@ -185,6 +188,11 @@ class TurnResult:
     @property
     def cut(self) -> bool:
         return self.commits > 1 or self.responses > 1
+
+    @property
+    def heard_whole(self) -> bool:
+        """Cut, but rejoined: the caller got one transcript and one answer for the sentence."""
+        return self.cut and self.commits - self.rejoined == 1
 
 
 def analyse(
@@ -213,6 +221,7 @@ def analyse(
         vad_end_error_ms=float(end_ms) - label_pos_ms if isinstance(end_ms, int | float) else None,
         commits=kinds.count("input_audio_buffer.committed"),
         responses=kinds.count("response.created"),
+        rejoined=kinds.count("conversation.item.deleted"),
         transcripts=[
             str(e.get("transcript", ""))
             for _, e in window
@@ -242,7 +251,8 @@ async def run_call(url: str, token: str, turns: list[Turn], *, timeout_s: float 
                 v2v_ms, wait_ms = report.fmt(r.v2v_ms), report.fmt(r.endpoint_ms)
                 print(
                     f"  {r.name:9s} v2v {v2v_ms:>5s} ms  endpoint {wait_ms:>5s} ms"
-                    f"  turns {r.commits} replies {r.responses}  {' | '.join(r.transcripts)}",
+                    f"  turns {r.commits} replies {r.responses} rejoined {r.rejoined}"
+                    f"  {' | '.join(r.transcripts)}",
                     flush=True,
                 )
         finally:
@@ -315,6 +325,7 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
 
         asyncio.run(drive())
     cut = [r.name for r in results if r.cut]
+    rejoined = [r.name for r in results if r.heard_whole]
     missed = [r.name for r in results if r.v2v_ms is None]
     print(
         report.table(
@@ -325,7 +336,8 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
     )
     speculative = sum(1 for r in results if r.timings.get("speculative"))
     print(
-        f"sentences cut in two: {len(cut)} {cut}; turns without a reply: {len(missed)} {missed}; "
+        f"sentences cut in two: {len(cut)} {cut} (rejoined into one transcript and one answer: "
+        f"{len(rejoined)} {rejoined}); turns without a reply: {len(missed)} {missed}; "
         f"replies prepared speculatively: {speculative}/{len(results)}"
     )
     slow = [r.name for r in results if r.endpoint_ms is not None and r.endpoint_ms > SLOW_ENDPOINT_MS]
@@ -345,11 +357,12 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
             dict(zip(["stage", "n", "p50", "p95", "max"], row, strict=True)) for row in stage_rows(results)
         ],
         "cut_in_two": cut,
+        "rejoined": rejoined,
         "speculative_replies": speculative,
         "slow_endpoints": slow,
         "target_p50_ms": TARGET_P50_MS,
         "no_reply": missed,
-        "turns": [{**r.__dict__, "cut": r.cut} for r in results],
+        "turns": [{**r.__dict__, "cut": r.cut, "heard_whole": r.heard_whole} for r in results],
     }
     print(f"wrote {report.write('v2v', data)}")
     return data

@@ -96,6 +96,11 @@ def test_analyse_measures_voice_to_voice_and_counts_a_split_sentence() -> None:
     assert r.vad_end_error_ms == 20.0
     assert (r.commits, r.responses, r.cut, r.status) == (2, 2, True, "completed")
     assert r.timings == {"first_audio_ms": 420.0}
+    assert not r.heard_whole
+    # The server joined the first part into the second: cut, but heard as one sentence.
+    joined = [*window[:4], (100.85, {"type": "conversation.item.deleted", "item_id": "i1"}), *window[4:]]
+    r = analyse(_turn(), joined, label_t, label_pos_ms=1500.0)
+    assert (r.cut, r.rejoined, r.heard_whole) == (True, 1, True)
 
 
 def test_analyse_reports_a_turn_without_reply() -> None:

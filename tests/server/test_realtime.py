@@ -397,6 +397,10 @@ async def test_the_call_is_stored_as_a_conversation(server: LiveServer, token: s
         await english_call(conn, seen)
         await say(conn, "My grandson visited today.")
         await until(conn, "response.done", seen)
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Oops."}]}
+        await conn.send({"type": "conversation.item.create", "item": {**item, "id": "item_oops"}})
+        await conn.send({"type": "conversation.item.delete", "item_id": "item_oops"})
+        await until(conn, "conversation.item.deleted", seen)
     db = server.settings.database_url.split("///", 1)[1]  # type: ignore[union-attr]
 
     def rows() -> tuple[Any, list[Any]]:
@@ -416,6 +420,7 @@ async def test_the_call_is_stored_as_a_conversation(server: LiveServer, token: s
         await asyncio.sleep(0.1)
     assert conv[1] is not None
     assert ("user", "My grandson visited today.", "completed") in turns
+    assert not any(text == "Oops." for _, text, _ in turns)  # deleted by the client, gone from the store
     assert ("assistant", LONG_EN, "completed") in turns
     assert conv[2] == "My grandson visited today."
 
