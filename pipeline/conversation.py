@@ -16,10 +16,9 @@ and the endpointer's events drive everything else:
   reply* on that transcript: LLM and first TTS run while the endpointer is still waiting, their
   events buffered. SpeechResumed discards both.
 - TurnEnded: the turn is committed and the speculative reply released (or a reply started now).
-- A turn that starts soon after one we ended (within `rejoin_within_ms`), while our answer to it is
-  still on its way and barely heard, *rejoins* it: they were pausing, not done. The transcriber keeps
-  the earlier audio, so the new turn's transcript is the whole utterance; when it is committed the
-  earlier user item is deleted (`ItemDeleted`) and the half-answer has been cancelled by barge-in.
+- A turn that starts while our answer to the last one is barely heard *rejoins* it (`turns.rejoins`):
+  the transcriber keeps the earlier audio, so its transcript is the whole utterance; on commit the
+  earlier user item is deleted (`ItemDeleted`); barge-in has cancelled the half-answer.
 
 Replies are `pipeline.reply.Reply` tasks; blocking model work runs off the loop inside the engines.
 """
@@ -27,13 +26,14 @@ Replies are `pipeline.reply.Reply` tasks; blocking model work runs off the loop 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from pipeline import EngineError
+from pipeline import EngineError, turns
 from pipeline.audio import PCM, Resampler
 from pipeline.endpointing import Endpointer, PauseBegan, SpeechResumed, TurnEnded, TurnStarted
 from pipeline.engines.base import ChatContext, Message
@@ -53,10 +53,13 @@ from pipeline.events import (
 )
 from pipeline.reply import Reply, ReplyPlan
 from pipeline.stt_stream import StreamingTranscriber
-from pipeline.turns import SENTENCE_END, Barge, CallConfig, CallEngines, Item, finished, new_id
+from pipeline.turns import SENTENCE_END, Barge, CallConfig, CallEngines, Item, new_id
 from pipeline.vad import FRAME_MS, SAMPLE_RATE, FrameSplitter, Vad
 
 log = logging.getLogger(__name__)
+
+#: A rejoined turn is decoded whole: past this much audio, the next turn starts afresh instead.
+REJOIN_MAX_S = 30.0
 
 
 class Conversation:
@@ -120,7 +123,7 @@ class Conversation:
             self._ep.pauses.extend(old.pauses)  # what we learned about the speaker survives
         self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(c.prefix_padding_ms + 200) // FRAME_MS)
         self.stt.language = c.language
-        self.context = ChatContext(**{**_fields(self.context), "language": c.language})
+        self.context = dataclasses.replace(self.context, language=c.language)
 
     # --- audio in ------------------------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class Conversation:
         if self._ep.in_turn:
             self.stt.push(frame)
             self._ep.hold_end = (
-                self.config.speculative and self._turn is not None and not finished(self._turn)
+                self.config.speculative and self._turn is not None and not turns.finished(self._turn)
             )
         else:
             self._prefix.append((t, frame))
@@ -173,21 +176,10 @@ class Conversation:
         if gap is not None and gap <= self._ep.max_silence_ms and heard < 500 and previous:
             # They carried on before our answer got going: perhaps we ended their turn in a pause.
             self._spawn(self._learn_pause(previous, gap))
-        answer = self.reply
-        rejoin = (
-            gap is not None
-            and gap <= self.config.rejoin_within_ms
-            and previous is not None
-            and previous is self._open
-            and answer is not None
-            and answer.status is None
-            and answer.user_item_id == previous.id
-            and answer.played_ms() < self.config.rejoin_unheard_ms
-        )
         item = Item(new_id("item"), "user", "audio", status="in_progress")
         self._turn, self._partial_sent = item, ""
-        if rejoin:
-            item.continues = previous
+        if turns.rejoins(self._open, self.reply, gap, self.config) and self.stt.duration_s < REJOIN_MAX_S:
+            item.continues = self._open
             self.stt.carry_on()
         else:
             self.stt.reset()
@@ -369,11 +361,11 @@ class Conversation:
                 reply.stamps["transcript"] = self.clock()
                 if not text:
                     return None
-                history = [*self._history(skip=item.continues), Message("user", text)]
+                messages = [*turns.history(self.items, skip=item.continues), Message("user", text)]
             else:
                 for pending in self.items:
                     await pending.ready.wait()
-                history = self._history()
+                messages = turns.history(self.items)
                 if item is not None:
                     reply.stamps["transcript"] = item.timings.get("transcript", self.clock())
                     if not item.text:
@@ -383,7 +375,7 @@ class Conversation:
                 if self.items and not speculative
                 else (item.id if item is not None else None)
             )
-            return history
+            return messages
 
         plan = ReplyPlan(
             self.engines.llm,
@@ -560,12 +552,7 @@ class Conversation:
     def turn_timings(self, item_id: str) -> dict[str, float]:
         """A user turn's milliseconds from the end of speech to turn end and to its transcript."""
         item = next((i for i in self.items if i.id == item_id), None)
-        if item is None or "speech_end" not in item.timings:
-            return {}
-        base = item.timings["speech_end"]
-        return {
-            f"{k}_ms": round((v - base) * 1000.0, 1) for k, v in item.timings.items() if k != "speech_end"
-        }
+        return item.timings_ms() if item is not None else {}
 
     @property
     def busy(self) -> bool:
@@ -573,13 +560,6 @@ class Conversation:
         return self._ep.in_turn or (self.reply is not None and self.reply.status is None)
 
     # --- plumbing ------------------------------------------------------------------------------
-
-    def _history(self, skip: Item | None = None) -> list[Message]:
-        return [
-            Message("user" if i.role != "assistant" else "assistant", i.text)
-            for i in self.items
-            if i.text and i.role in ("user", "assistant", "system") and i is not skip
-        ]
 
     def _emit(self, event: OutputEvent) -> None:
         self.out.put_nowait(event)
@@ -617,7 +597,3 @@ class Conversation:
             [round(x, 2) for x in st.final_decode_s],
             [round(x, 2) for x in st.final_wait_s],
         )
-
-
-def _fields(ctx: ChatContext) -> dict[str, Any]:
-    return {f: getattr(ctx, f) for f in ("system_prompt", "language", "user_name", "tools", "facts")}

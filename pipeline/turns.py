@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
+from pipeline.engines.base import LanguageModel, Message, SpeechToText, TextToSpeech
 
 if TYPE_CHECKING:
     from pipeline.reply import Reply
@@ -87,6 +87,15 @@ class Item:
     #: The user turn this one carries on: the caller spoke again before hearing our answer to it.
     continues: Item | None = None
 
+    def timings_ms(self) -> dict[str, float]:
+        """Milliseconds from the end of this turn's speech to each later stamp (turn end, transcript)."""
+        if "speech_end" not in self.timings:
+            return {}
+        base = self.timings["speech_end"]
+        return {
+            f"{k}_ms": round((v - base) * 1000.0, 1) for k, v in self.timings.items() if k != "speech_end"
+        }
+
     def forget_transcript(self) -> None:
         """The caller spoke on: whatever was decoded of this turn so far is stale."""
         self.transcript_task, self.text, self.failure = None, "", None
@@ -100,6 +109,30 @@ class Barge:
     reply: Reply
     since: float
     item: Item
+
+
+def history(items: list[Item], skip: Item | None = None) -> list[Message]:
+    """The conversation as the LLM sees it: every item with words, in order (less `skip`)."""
+    return [
+        Message("user" if i.role != "assistant" else "assistant", i.text)
+        for i in items
+        if i.text and i.role in ("user", "assistant", "system") and i is not skip
+    ]
+
+
+def rejoins(turn: Item | None, answer: Reply | None, gap_ms: int | None, config: CallConfig) -> bool:
+    """Does a turn starting `gap_ms` after `turn` ended carry it on? Yes when it starts within
+    `rejoin_within_ms` and `answer`, our reply to that turn, is still on its way and has been heard
+    for less than `rejoin_unheard_ms`: the caller was pausing, not done, and did not hear us."""
+    return (
+        turn is not None
+        and answer is not None
+        and gap_ms is not None
+        and gap_ms <= config.rejoin_within_ms
+        and answer.status is None
+        and answer.user_item_id == turn.id
+        and answer.played_ms() < config.rejoin_unheard_ms
+    )
 
 
 def finished(item: Item) -> bool:
