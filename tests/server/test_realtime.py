@@ -168,10 +168,12 @@ async def test_a_sentence_cut_at_its_pauses_is_heard_whole(tmp_path: Path, gemin
         stopped = [e.item_id for e in seen if e.type == "input_audio_buffer.speech_stopped"]
         assert len(stopped) >= 2 and deleted == stopped[:-1]  # every turn but the last was rejoined
         whole = heard_whole(seen).lower()
-        assert "fellow americans" in whole and "ask not what your country can do for you" in whole
-        assert whole.count("americans") == 1  # the fragments' transcripts are gone
-        cancelled = [e for e in seen if e.type == "response.done" and e.response.status == "cancelled"]
-        assert len(cancelled) == len(deleted)  # each half-answer was stopped before it was heard
+        assert "fellow" in whole and "ask not what your country can do for you" in whole
+        assert whole.count("fellow") == 1  # the fragments' transcripts are gone
+        # Each half-answer was stopped (one that had not begun leaves no trace); one answer completed.
+        statuses = [e.response.status for e in seen if e.type == "response.done"]
+        assert statuses[-1] == "completed" and set(statuses[:-1]) <= {"cancelled"}
+        assert sum(e.type == "response.created" for e in seen) == len(statuses)
         db = str(settings.database_url).split("///", 1)[1]
 
         def user_turns() -> list[str]:
