@@ -16,9 +16,8 @@ and the endpointer's events drive everything else:
   reply* on that transcript: LLM and first TTS run while the endpointer is still waiting, their
   events buffered. SpeechResumed discards both.
 - TurnEnded: the turn is committed and the speculative reply released (or a reply started now).
-- A turn that starts while our answer to the last one is barely heard *rejoins* it (`turns.rejoins`):
-  the transcriber keeps the earlier audio, so its transcript is the whole utterance; on commit the
-  earlier user item is deleted (`ItemDeleted`); barge-in has cancelled the half-answer.
+- A turn that starts while our answer to the last is barely heard *rejoins* it (`turns.rejoins`):
+  one transcript over both turns' audio; the earlier user item is deleted on commit (`ItemDeleted`).
 
 Replies are `pipeline.reply.Reply` tasks; blocking model work runs off the loop inside the engines.
 """
@@ -419,7 +418,8 @@ class Conversation:
     async def _settle_barge(self, barge: Barge, item: Item) -> None:
         """A barge-in turn of middling length ended: words cancel the reply, no words resume it."""
         text, _ = await self._transcript_of(item)
-        if not text:
+        before = item.continues.text if item.continues is not None else ""  # a rejoined turn's words
+        if len(text.split()) <= len(before.split()):
             self._drop_turn(item)
             if self._barge is barge:
                 self._resume_barge()

@@ -298,6 +298,20 @@ async def test_speaking_on_before_the_answer_is_heard_rejoins_the_turn(call: Cal
     assert call.conv.stt.stats.speculative_misses == 0  # both halves were decoded speculatively
 
 
+async def test_a_noise_soon_after_a_turn_does_not_restart_the_answer(call: Call) -> None:
+    """A 400 ms knock right after the turn ends, decoded with it, adds no words: the answer goes on."""
+    call.conv.config.lead_ms = 300
+    await call.feed(speech(900))
+    await call.feed(silence(800))
+    await call.until(ReplyAudio)
+    call.engines.stt.text_fn = lambda a: "Hello hello hello."  # what Whisper hears: nothing new
+    await call.feed(speech(400))
+    await call.feed(silence(1000))
+    await call.until(ResponseDone)
+    assert [d.status for d in call.of(ResponseDone)] == ["completed"]
+    assert call.of(ItemDeleted) == [] and len(call.of(InputCommitted)) == 1
+
+
 async def test_partial_transcripts_while_speaking(call: Call) -> None:
     """A long utterance yields growing stable partial transcripts before the final one."""
     await call.feed(speech(4000))
