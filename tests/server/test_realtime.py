@@ -315,16 +315,19 @@ async def english_call(conn: Any, seen: list[Any]) -> None:
     await until(conn, "session.updated", seen)
 
 
+async def first_reply_playing(conn: Any, seen: list[Any]) -> Any:
+    """An English call whose first turn (a telephone sentence) is answered: its first audio delta."""
+    await english_call(conn, seen)
+    first = np.concatenate([pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000 * 3, np.int16)])
+    await stream(conn, first.tobytes(), 960)
+    return await until(conn, "response.output_audio.delta", seen, timeout=60)
+
+
 async def test_barge_in_cancels_and_truncate_keeps_heard_text(server: LiveServer, token: str) -> None:
     """Speaking over the reply: no audio after speech_started, response cancelled, truncate acknowledged."""
     async with client(server, token).realtime.connect(model="silvertalk") as conn:
         seen: list[Any] = []
-        await english_call(conn, seen)
-        first = np.concatenate(
-            [pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000 * 3, np.int16)]
-        )
-        await stream(conn, first.tobytes(), 960)
-        delta = await until(conn, "response.output_audio.delta", seen, timeout=60)
+        delta = await first_reply_playing(conn, seen)
         interrupt = np.concatenate([pcm("jfk.flac", 24000)[: 24000 * 3], np.zeros(24000 * 3, np.int16)])
         sender = asyncio.create_task(stream(conn, interrupt.tobytes(), 960, speed=1.0))
         await until(conn, "input_audio_buffer.speech_started", seen)
@@ -360,12 +363,7 @@ async def test_a_cough_during_the_reply_resumes_it(server: LiveServer, token: st
     """A 100 ms knock during the reply pauses it briefly; the reply resumes and completes."""
     async with client(server, token).realtime.connect(model="silvertalk") as conn:
         seen: list[Any] = []
-        await english_call(conn, seen)
-        first = np.concatenate(
-            [pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3], np.zeros(24000 * 3, np.int16)]
-        )
-        await stream(conn, first.tobytes(), 960)
-        await until(conn, "response.output_audio.delta", seen, timeout=60)
+        await first_reply_playing(conn, seen)
         await stream(conn, np.concatenate([buzz(100), np.zeros(24000, np.int16)]).tobytes(), 960, speed=1.0)
         done = await until(conn, "response.done", seen, timeout=60)
         names = [e.type for e in seen]
