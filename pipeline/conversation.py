@@ -171,8 +171,8 @@ class Conversation:
         last = self.replies.get(self.items[-1].id) if self.items else None
         heard = last.played_ms() if last is not None else (self.reply.played_ms() if self.reply else 0.0)
         previous = next((i for i in reversed(self.items) if i.role == "user" and i.kind == "audio"), None)
-        gap = event.gap_ms
-        if gap is not None and gap <= self._ep.max_silence_ms and heard < 500 and previous:
+        gap, unheard = event.gap_ms, heard < self.config.rejoin_unheard_ms
+        if gap is not None and gap <= self._ep.max_silence_ms and unheard and previous:
             # They carried on before our answer got going: perhaps we ended their turn in a pause.
             self._spawn(self._learn_pause(previous, gap))
         item = Item(new_id("item"), "user", "audio", status="in_progress")
@@ -257,7 +257,7 @@ class Conversation:
         self._emit(InputCommitted(item.id, previous))
         self._emit(ItemCreated(item.id, previous, "user", "input_audio"))
         item.committed = True
-        self._open = item if item.kind == "audio" else None
+        self._open = item
         self._announce(item)
         spec = self.spec if self.spec is not None and self.spec.user_item_id == item.id else None
         if spec is not None:

@@ -140,17 +140,11 @@ class StreamingTranscriber:
 
     def reset(self) -> None:
         """Forget the utterance (and any speculation) and start the next one. Stats are kept."""
-        self.cancel_speculation(count=False)
         self._chunks, self._samples = [], 0
         self._levels = []
         self._peak_db = 0.0
         self._level_rest = np.zeros(0, dtype=np.float32)
-        self._decoded_samples = 0  # audio covered by the last partial decode
-        self._last_decode_s = 0.0
-        self._last_decode_end = float("-inf")
-        self._committed: list[str] = []
-        self._previous: list[str] = []
-        self._unstable: list[str] = []
+        self.carry_on()
 
     def carry_on(self) -> None:
         """The caller went on after a turn we ended too soon: keep its audio, forget its decodes.
@@ -159,10 +153,12 @@ class StreamingTranscriber:
         the pause (a lone "ask not" is misheard; "my fellow Americans, ask not" is not).
         """
         self.cancel_speculation(count=False)
-        self._decoded_samples = 0
+        self._decoded_samples = 0  # audio covered by the last partial decode
         self._last_decode_s = 0.0
         self._last_decode_end = float("-inf")
-        self._committed, self._previous, self._unstable = [], [], []
+        self._committed: list[str] = []
+        self._previous: list[str] = []
+        self._unstable: list[str] = []
 
     # --- partials -------------------------------------------------------------------------------
 

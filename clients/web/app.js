@@ -113,9 +113,8 @@ $("records-refresh").addEventListener("click", () => loadRecords(api, message));
 
 // --- the call --------------------------------------------------------------------------------
 
-const userTurns = new Map(); // item id -> {text, final}
+const userTurns = new Map(); // item id -> {text, final, line: its line in "This call" once final}
 const replyLines = new Map(); // response id -> its line in "This call"
-const userLines = new Map(); // item id -> its line in "This call"
 let currentItem = null;
 
 function renderUser() {
@@ -173,14 +172,12 @@ const ui = {
     turn.final = !partial;
     userTurns.set(currentItem, turn);
     renderUser();
-    if (!partial) userLines.set(currentItem, addTurnLine("turn-user", `나 · You: ${turn.text}`));
+    if (!partial) turn.line = addTurnLine("turn-user", `나 · You: ${turn.text}`);
   },
   removeItem(itemId) {
     // The server joined this turn into the next one (the caller was pausing): its words come again there.
+    userTurns.get(itemId)?.line?.remove();
     userTurns.delete(itemId);
-    const li = userLines.get(itemId);
-    if (li) li.remove();
-    userLines.delete(itemId);
   },
   assistantText(text) {
     $("assistant-text").textContent = text;
@@ -227,7 +224,6 @@ $("call").addEventListener("click", async () => {
   $("turns").replaceChildren();
   $("assistant-text").textContent = "";
   userTurns.clear();
-  userLines.clear();
   replyLines.clear();
   renderUser();
   const call = new Call({ token: app.token, language: $("language").value, speed: Number($("speed").value), ui });

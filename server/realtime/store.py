@@ -58,12 +58,7 @@ class CallStore:
         if self.conversation_id is None:
             return
         async with self.sessions() as s:
-            rows = await s.execute(
-                select(Turn).where(
-                    col(Turn.conversation_id) == self.conversation_id, col(Turn.item_id) == item_id
-                )
-            )
-            for turn in rows.scalars():
+            for turn in await self._turns(s, item_id):
                 turn.text = text
             await s.commit()
 
@@ -73,14 +68,18 @@ class CallStore:
             return
         self._first_user_text = [(i, t) for i, t in self._first_user_text if i != item_id]
         async with self.sessions() as s:
-            rows = await s.execute(
-                select(Turn).where(
-                    col(Turn.conversation_id) == self.conversation_id, col(Turn.item_id) == item_id
-                )
-            )
-            for turn in rows.scalars():
+            for turn in await self._turns(s, item_id):
                 await s.delete(turn)
             await s.commit()
+
+    async def _turns(self, s: AsyncSession, item_id: str) -> list[Turn]:
+        """This call's stored turns for one item (one, or none yet)."""
+        rows = await s.execute(
+            select(Turn).where(
+                col(Turn.conversation_id) == self.conversation_id, col(Turn.item_id) == item_id
+            )
+        )
+        return list(rows.scalars())
 
     async def end(self) -> None:
         if self.conversation_id is None:
