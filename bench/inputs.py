@@ -29,7 +29,7 @@ from pipeline.audio import resample
 
 PCM = npt.NDArray[np.int16]
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "audio"
+FIXTURES = ROOT / "tests" / "fixtures" / "audio"
 LABELS = Path(__file__).resolve().parent / "labels.json"
 RESULTS = Path(__file__).resolve().parent / "results"
 RATE = 24000

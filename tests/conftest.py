@@ -28,7 +28,7 @@ from server.settings import Settings
 from storage import db
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "audio"
+FIXTURES = ROOT / "tests" / "fixtures" / "audio"
 PG_ADMIN_DSN = os.environ.get("SILVERTALK_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SILVERTALK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
