@@ -34,35 +34,35 @@ class Verdict:
 
 _TRAILING_OPEN = (",", ";", ":", "-", "\u2014", "\u2013", "...", "\u2026")
 
-_EN_OPEN_WORDS = frozenset(
-    # articles and determiners
-    "a an the this these those some any every each another"
-    # prepositions
-    " to of in on at for with from by about into onto along across through over under after before"
-    " around between without toward towards near behind beside during than as like"
-    # auxiliaries and modals
-    " is are was were am be been being have has had do does did will would can could should may"
-    " might must shall"
-    # conjunctions and relatives
-    " and but or nor so because if when while although though since until unless whether that which"
-    " who whom whose where"
-    # subject pronouns, possessives, contracted subjects
-    " i we they he she my your our their its i'm i've i'd i'll we're we've they're you're he's she's"
-    " it's there's that's what's"
-    # hesitations
-    " um uh er erm uhm hmm".split()
-)
 
+def _words(*groups: str) -> list[str]:
+    return [w for group in groups for w in group.split()]
+
+
+_EN_OPEN_WORDS = frozenset(
+    _words(
+        "a an the this these those some any every each another",  # articles, determiners
+        "to of in on at for with from by about into onto along across through over under after",
+        "before around between without toward towards near behind beside during than as like",
+        "is are was were am be been being have has had do does did will would can could should",
+        "may might must shall",  # auxiliaries, modals
+        "and but or nor so because if when while although though since until unless whether",
+        "that which who whom whose where",  # conjunctions, relatives
+        "i we they he she my your our their its i'm i've i'd i'll we're we've they're you're",
+        "he's she's it's there's that's what's",  # subjects, possessives
+        "um uh er erm uhm hmm",  # hesitations
+    )
+)
 # Longest first, so "니까" wins over the final "까" and "는데" over "데".
 _KO_CONNECTIVE = sorted(
-    "고 는데 은데 데 서 면 지만 니까 거든 며 면서 도록 려고 러 다가 자마자 든지 아도 어도 는지 을지".split(),
+    _words("고 는데 은데 데 서 면 지만 니까 거든 며 면서 도록 려고 러 다가 자마자 든지 아도 어도 는지 을지"),
     key=len,
     reverse=True,
 )
 # Spoken finals, polite and plain (반말: 했어, 좋아, 할게, 그럴걸, 가 봐).
-_KO_FINAL = ("요", "다", "까", "죠", "네", "니", "야", "래", "지", "군", "구나", "자", "어", "아", "해", "게", "걸", "봐")
+_KO_FINAL = tuple(_words("요 다 까 죠 네 니 야 래 지 군 구나 자 어 아 해 게 걸 봐"))
 _KO_PARTICLE = sorted(
-    "은 는 이 가 을 를 에 에서 에게 한테 께 랑 이랑 와 과 도 의 로 으로 께서 부터 까지 처럼 보다 만".split(),
+    _words("은 는 이 가 을 를 에 에서 에게 한테 께 랑 이랑 와 과 도 의 로 으로 께서 부터 까지 처럼 보다 만"),
     key=len,
     reverse=True,
 )

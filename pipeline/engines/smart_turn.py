@@ -33,7 +33,9 @@ def bundled_model_path() -> Path:
     try:
         dist = importlib.metadata.distribution("pipecat-ai")
     except importlib.metadata.PackageNotFoundError:
-        raise EngineUnavailable("the Smart Turn model ships in the pipecat-ai package: pip install pipecat-ai") from None
+        raise EngineUnavailable(
+            "Smart Turn ships in the pipecat-ai package: pip install pipecat-ai"
+        ) from None
     path = Path(str(dist.locate_file(MODEL_FILE)))
     if not path.is_file():
         raise EngineUnavailable(f"pipecat-ai is installed but has no {MODEL_FILE}; reinstall it")

@@ -57,7 +57,7 @@ def test_korean_final_endings_are_complete(text: str) -> None:
 
 @pytest.mark.parametrize("text", KOREAN["cut"])
 def test_korean_connective_endings_are_incomplete(text: str) -> None:
-    """A Korean sentence cut at a connective ending (-고, -는데, -서, -면, -지만, -니까) or a particle is open."""
+    """A Korean sentence cut at a connective ending (-고, -는데, -서, -면, -지만) or a particle is open."""
     assert judge(text, "ko").state is Completeness.INCOMPLETE
 
 

@@ -35,7 +35,7 @@ def test_smart_turn_is_an_end_of_turn_model(smart_turn: SmartTurn) -> None:
     assert isinstance(smart_turn, EndOfTurnModel)
 
 
-async def test_a_finished_sentence_scores_higher_than_a_cut_one(smart_turn: SmartTurn, jfk: np.ndarray) -> None:
+async def test_a_finished_sentence_scores_above_a_cut_one(smart_turn: SmartTurn, jfk: np.ndarray) -> None:
     """JFK's whole sentence reads finished; cut after "ask not what your" it does not."""
     whole = await smart_turn.probability(jfk)
     cut = await smart_turn.probability(jfk[: int(4.5 * 16000)])
@@ -57,5 +57,5 @@ async def test_short_and_silent_input_is_handled(smart_turn: SmartTurn) -> None:
 
 def test_a_missing_model_file_fails_clearly(tmp_path: object) -> None:
     """A wrong model path is EngineUnavailable with the path in the message."""
-    with pytest.raises(EngineUnavailable, match="nope.onnx"):
+    with pytest.raises(EngineUnavailable, match=r"nope\.onnx"):
         SmartTurn(f"{tmp_path}/nope.onnx")
