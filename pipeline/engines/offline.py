@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta
+from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, Usage
 from pipeline.prompts import lang_key
 
 # Keyword cues per intent, checked in this order (first match wins).
@@ -211,11 +211,13 @@ class OfflineLLM:
         return _T[lang]["memory"].format(title=title, when=when)
 
     async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
-        """Yield the reply word by word (each with its trailing space). Never raises."""
+        """Yield the reply word by word (each with its trailing space), then a `Usage` that counts
+        words, not tokens (there is no tokenizer here): the history's in, the reply's out. Never raises."""
         words = self.reply(history, context).split(" ")
         for i, word in enumerate(words):
             yield TextDelta(word + (" " if i < len(words) - 1 else ""))
             await asyncio.sleep(self.word_delay_s)
+        yield Usage(sum(len(m.text.split()) for m in history), len([w for w in words if w]))
 
 
 def load(settings: Any) -> OfflineLLM:
