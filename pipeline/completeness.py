@@ -74,7 +74,8 @@ def judge(text: str, language: str) -> Verdict:
     """The completeness of `text` (a whole transcript so far) in `language` ("ko", "en-US", ...)."""
     stripped = text.strip().strip("\"'\u201c\u201d\u2018\u2019")
     if not stripped:
-        return Verdict(Completeness.UNSURE, "no words yet")
+        # The decode heard no words (noise, a cough): there is no sentence to wait for.
+        return Verdict(Completeness.COMPLETE, "no words")
     for mark in _TRAILING_OPEN:
         if stripped.endswith(mark):
             return Verdict(Completeness.INCOMPLETE, f"ends on {mark!r}")

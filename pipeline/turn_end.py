@@ -26,9 +26,17 @@ turn's timings: a wrong decision can be understood afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
-from pipeline.completeness import Completeness, Verdict
+from pipeline import EngineError
+from pipeline.completeness import Completeness, Verdict, judge
+from pipeline.engines.base import PCM, EndOfTurnModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +105,89 @@ def decide(words: Verdict | None, audio_p: float | None, learned_ms: int, policy
         audio_p=audio_p,
         learned_ms=learned_ms,
     )
+
+
+class EndOfTurn:
+    """One call's end-of-turn signals for the turn in progress, and the silence they decide.
+
+    The conversation calls `begin` when a turn starts, `paused` when the endpointer announces a
+    pause (the audio model runs then, off the loop, and once more if the pause grows past
+    `rerun_after_s`), `resumed` when the caller speaks on, and `silence_ms` on every frame of the
+    turn (cheap: words are judged once per transcript, the table is recomputed only when an input
+    changes). `decision` is the last one made, for the log and the turn's stored timings.
+    """
+
+    def __init__(
+        self,
+        model: EndOfTurnModel | None,
+        policy: TurnEndPolicy,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        clock: Callable[[], float],
+        *,
+        rerun_after_s: float = 0.8,
+    ) -> None:
+        self.model, self.policy, self._spawn, self._clock = model, policy, spawn, clock
+        self.rerun_after_s = rerun_after_s
+        self.decision: Decision | None = None
+        self._words: tuple[str, Verdict] | None = None  # (text judged, its verdict)
+        self._audio_p: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._paused_at: float | None = None
+        self._reruns = 0
+        self._audio: Callable[[], PCM] | None = None
+        self._key: tuple[Any, ...] | None = None
+
+    def begin(self) -> None:
+        """A new turn: forget the last one's signals."""
+        self.resumed()
+        self._words, self.decision, self._key = None, None, None
+
+    def paused(self, audio: Callable[[], PCM]) -> None:
+        """The caller fell silent: judge the sound of the turn so far (`audio()`: 16 kHz, ending now)."""
+        self._paused_at, self._reruns, self._audio = self._clock(), 0, audio
+        self._predict()
+
+    def resumed(self) -> None:
+        """The caller spoke on: the pause's sound judgement is stale."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
+
+    def silence_ms(self, text: str | None, language: str, learned_ms: int) -> int:
+        """The silence that ends the turn now. `text`: its transcript, None while still decoding."""
+        if text is not None and (self._words is None or self._words[0] != text):
+            self._words = (text, judge(text, language))
+        words = self._words[1] if text is not None and self._words is not None else None
+        key = (words, self._audio_p, learned_ms)
+        if key != self._key or self.decision is None:
+            self._key = key
+            self.decision = decide(words, self._audio_p, learned_ms, self.policy)
+        if (
+            self._paused_at is not None
+            and self._reruns == 0
+            and self._task is None
+            and self.decision.silence_ms > self.policy.finished_ms
+            and self._clock() - self._paused_at >= self.rerun_after_s
+        ):
+            # A longer pause sounds different: ask the model once more before waiting it out.
+            self._reruns += 1
+            self._predict()
+        return self.decision.silence_ms
+
+    def _predict(self) -> None:
+        if self.model is None or self._audio is None:
+            return
+        model, audio = self.model, self._audio()
+        if len(audio) == 0:
+            return
+
+        async def run() -> None:
+            try:
+                self._audio_p = await model.probability(audio)
+            except EngineError:
+                log.warning("end-of-turn model failed; deciding from words and pauses", exc_info=True)
+            finally:
+                if self._task is asyncio.current_task():
+                    self._task = None
+
+        self._task = self._spawn(run())

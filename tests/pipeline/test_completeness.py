@@ -72,7 +72,13 @@ def test_hangul_decides_the_rules_whatever_the_session_language() -> None:
     assert judge("어제 병원에 갔는데.", "en").state is Completeness.INCOMPLETE
 
 
-def test_nothing_to_judge_is_unsure() -> None:
-    """No words yet, or words no rule knows, leave the decision to the audio and the pauses."""
-    assert judge("", "en").state is Completeness.UNSURE
-    assert judge("   ", "ko").state is Completeness.UNSURE
+def test_no_words_is_nothing_to_wait_for() -> None:
+    """A decode that heard no words (a cough) leaves no sentence to finish."""
+    assert judge("", "en").state is Completeness.COMPLETE
+    assert judge("   ", "ko").state is Completeness.COMPLETE
+
+
+def test_words_no_rule_knows_are_unsure() -> None:
+    """Words no rule knows leave the decision to the sound and the pauses."""
+    assert judge("음", "ko").state is Completeness.UNSURE
+    assert judge("...!?", "en").state in (Completeness.UNSURE, Completeness.COMPLETE)
