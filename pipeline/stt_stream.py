@@ -133,6 +133,10 @@ class StreamingTranscriber:
         n = round(PAUSE_PROBE_S * 50)
         return len(self._levels) >= n and max(self._levels[-n:]) < self._peak_db - PAUSE_DROP_DB
 
+    def tail(self, seconds: float) -> PCM:
+        """The last `seconds` of the utterance's audio (the end-of-turn model hears this)."""
+        return self._audio()[-int(seconds * self._rate) :]
+
     @property
     def duration_s(self) -> float:
         """Seconds of audio in the current utterance."""

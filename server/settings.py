@@ -60,8 +60,16 @@ class Settings(BaseSettings):
     realtime_max_calls_per_user: int = 2
     realtime_idle_prompt_s: float = 45.0
     realtime_idle_hangup_s: float = 90.0
+    # End of turn (pipeline.turn_end): the learned silence's bounds (the maximum is also the wait for
+    # unfinished words), the silence when words and sound both say finished, the wait when they
+    # disagree, and the audio end-of-turn model ("smart_turn", or "none": words and pauses only).
     realtime_min_silence_ms: int = 700
-    realtime_max_silence_ms: int = 2000
+    realtime_max_silence_ms: int = 2500
+    realtime_finished_silence_ms: int = 350
+    realtime_doubt_silence_ms: int = 1600
+    turn_engine: str = "smart_turn"
+    # The Smart Turn ONNX file; empty: the one inside the pipecat-ai wheel.
+    turn_model_path: str | None = None
     # Decode and start the reply when the caller pauses, before the turn is confirmed over (off:
     # only after the endpointing wait; for latency comparisons).
     realtime_speculative: bool = True

@@ -123,7 +123,7 @@ class Call:
         self.metrics: CallMetrics = services.extras["metrics"]
         self.store = CallStore(services.sessions, user.id)
         self._send_lock = asyncio.Lock()
-        self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float]] | None] = asyncio.Queue()
+        self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float | str]] | None] = asyncio.Queue()
         self.conv: Conversation | None = None
         # Barge-in, measured where bytes leave: when speech_started went out, and when each
         # reply's first and last audio went out (monotonic seconds).
@@ -199,6 +199,8 @@ class Call:
             turn_detection=td is not None,
             min_silence_ms=s.realtime_min_silence_ms,
             max_silence_ms=s.realtime_max_silence_ms,
+            end_finished_ms=s.realtime_finished_silence_ms,
+            end_doubt_ms=s.realtime_doubt_silence_ms,
             speed=self.session.speed or self.user.speech_rate or 1.0,
             apology=prompts.apology(self.language),
             speculative=s.realtime_speculative,
