@@ -60,6 +60,8 @@ class FuzzReport:
     #: Milliseconds from sending a bad message to its error event.
     error_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: Server events by type: shows the call was busy (turns, replies), not just refusing.
+    server_events: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     answered: bool = False
     other_answered: bool = False
@@ -73,6 +75,8 @@ class _Reader:
 
     async def next(self, timeout_s: float) -> dict[str, Any]:
         event: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout_s))
+        counts = self.report.server_events
+        counts[event["type"]] = counts.get(event["type"], 0) + 1
         if event["type"] == "error":
             self.report.errors += 1
             err = event["error"]
@@ -237,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
             digits=1,
         )
     )
+    busy = ("input_audio_buffer.speech_started", "session.updated", "response.created", "response.done")
+    print("server events:", ", ".join(f"{k} {result.server_events.get(k, 0)}" for k in busy))
     for failure in result.failures[:20]:
         print("FAIL", failure)
     report.write("fuzz", {"seed": args.seed, **result.__dict__})

@@ -20,6 +20,8 @@ from websockets.asyncio.client import ClientConnection
 
 from bench import engines
 from bench.fuzz import fuzz_call
+from bench.fuzzgen import Fuzzer
+from server.realtime.protocol import ProtocolError, parse
 from tests.conftest import LiveServer, make_settings
 
 LIMIT = 64 * 1024  # realtime_max_message_bytes here: big messages stay cheap
@@ -181,6 +183,22 @@ async def test_a_binary_frame_over_the_limit_is_explained_too(call: ClientConnec
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await next_event(call)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_the_fuzzer_is_reproducible_and_its_labels_agree_with_the_parser() -> None:
+    """Same seed, same stream; each text message it calls bad is refused by parse, each other one parses."""
+    fuzzer = Fuzzer(11)
+    for n in range(3000):
+        msg = fuzzer.message(n)
+        assert msg == Fuzzer(11).message(n)
+        if isinstance(msg.data, bytes):
+            continue
+        if msg.bad:
+            with pytest.raises(ProtocolError) as info:
+                parse(msg.data)
+            assert info.value.event_id == msg.event_id
+        else:
+            assert parse(msg.data).event_id == msg.event_id
 
 
 async def test_fuzzing_a_call_with_2000_messages(server: LiveServer, tmp_path: Path) -> None:
