@@ -176,6 +176,27 @@ async def test_an_oversized_message_is_explained_before_the_close(call: ClientCo
     assert str(LIMIT) in closed.value.rcvd.reason
 
 
+def padded(size: int, char: str) -> str:
+    """A conversation.item.create of exactly `size` UTF-8 bytes, padded with `char`."""
+    head = '{"type":"conversation.item.create","item":{"content":[{"type":"input_text","text":"'
+    tail = '"}]}}'
+    room = size - len((head + tail).encode())
+    width = len(char.encode())
+    return head + char * (room // width) + "x" * (room % width) + tail
+
+
+async def test_the_limit_counts_utf8_bytes_not_characters(call: ClientConnection) -> None:
+    """A message of exactly the limit is read (here refused for its text length, the call goes on);
+    one a byte over it in Korean, fewer characters than the limit, is too large."""
+    err = await refused(call, padded(LIMIT, "가"))
+    assert err["param"] == "item.content[0].text"
+    await spoken_answer(call)
+    over = padded(LIMIT + 1, "가")
+    assert len(over) < LIMIT
+    await call.send(over)
+    assert (await next_event(call))["error"]["code"] == "message_too_large"
+
+
 async def test_a_binary_frame_over_the_limit_is_explained_too(call: ClientConnection) -> None:
     """The binary audio path has the same limit and the same explanation."""
     await call.send(bytes(LIMIT + 2))
