@@ -135,7 +135,11 @@ class Call:
 
     @property
     def language(self) -> str:
-        return self.session.language or self.user.language or "ko"
+        return self._language(self.session)
+
+    def _language(self, session: Session) -> str:
+        """The session's language, else the caller's profile language."""
+        return session.language or self.user.language or "ko"
 
     async def send(self, event: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -196,7 +200,7 @@ class Call:
         """The core's configuration for `session` (turn-detection defaults are the core's own)."""
         s = self.settings
         c = CallConfig(
-            language=session.language or self.user.language or "ko",
+            language=self._language(session),
             input_rate=session.input_format.rate,
             output_rate=session.output_format.rate,
             turn_detection=session.turn_detection is not None,
