@@ -1,4 +1,6 @@
-"""`python -m bench NAME [options]`: run benchmarks (all, v2v, floor, bargein, calls, rest, endpointing).
+"""`python -m bench NAME [options]`: run a benchmark (or `all`), print its tables.
+
+Names: see `BENCHMARKS` below. Each writes its JSON under bench/results/.
 
 `all` runs every benchmark once with its defaults (about 10 minutes on a 2-core machine). One
 benchmark that fails (a server that will not start, say) is reported and the others still run;
@@ -12,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, endpointing, floor, rest, v2v
+from bench import bargein, calls, endpointing, floor, fuzz, rest, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -21,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "calls": calls.main,
     "rest": rest.main,
     "endpointing": endpointing.main,
+    "fuzz": fuzz.main,
 }
 
 

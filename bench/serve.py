@@ -131,6 +131,7 @@ def main() -> None:
     import uvicorn
 
     from bench import engines
+    from server.__main__ import ws_max_size
     from server.app import create_app
     from server.settings import Settings
 
@@ -145,7 +146,7 @@ def main() -> None:
         access_log=False,
         ws=args.ws,
         ws_per_message_deflate=not args.no_deflate,
-        ws_max_size=settings.realtime_max_message_bytes,
+        ws_max_size=ws_max_size(settings),
         timeout_graceful_shutdown=5,
     )
 

@@ -6,37 +6,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import UpstreamError, generation, realtime
 from server.middleware import MaxBodySizeMiddleware
 from server.ratelimit import RateLimiter
+from server.services import Services
 from server.settings import Settings
 from storage import db
-from storage.media import LocalMediaStore, MediaStore
+from storage.media import LocalMediaStore
 
 log = logging.getLogger("silvertalk")
-
-
-@dataclass
-class Services:
-    """Everything a request or a call needs, built once per app in the lifespan."""
-
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    media: MediaStore
-    http: httpx.AsyncClient
-    rate_limiter: RateLimiter
-    redis: Redis | None = None
-    # Filled by the realtime and generation features at start-up.
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

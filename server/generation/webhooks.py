@@ -24,6 +24,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from server import ServerError
 from server.deps import ServicesDep, SessionDep
 from storage.models import Generation, WebhookDelivery
 
@@ -33,7 +34,7 @@ log = logging.getLogger("silvertalk.generation")
 TOLERANCE_S = 5 * 60
 
 
-class BadWebhook(Exception):
+class BadWebhook(ServerError):
     """A delivery we refuse; the message says why (and is safe to return)."""
 
 
@@ -102,7 +103,7 @@ async def replicate_webhook(request: Request, services: ServicesDep, session: Se
     generation_id = await session.scalar(
         sa.select(col(Generation.id)).where(col(Generation.prediction_id) == prediction["id"])
     )
-    worker = services.extras.get("generation")
+    worker = services.generation
     if generation_id is None or worker is None:
         return {"status": "ignored"}
     worker.deliver(generation_id, prediction)

@@ -1,7 +1,8 @@
 """The realtime WebSocket gateway (OpenAI Realtime protocol) at /v1/realtime.
 
-Modules: `protocol` (session shapes, server events), `gateway` (the route), `calls` (open calls per
-user, `push` for other features), `store` (conversations and turns), `metrics` (Prometheus).
+Modules: `protocol` (client events in, parsed and checked), `session` (the session, beta and GA
+shapes), `encoder` (server events out), `gateway` (the route: socket <-> core), `calls` (open calls
+per user, `push` for other features), `store` (conversations and turns), `metrics` (Prometheus).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from server.realtime.calls import CallRegistry
 from server.realtime.metrics import CallMetrics
 
 if TYPE_CHECKING:
-    from server.app import Services
+    from server.services import Services
 
 
 async def start(services: Services, stack: AsyncExitStack) -> None:
@@ -24,11 +25,11 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
     preloading, the first call loads them.
     """
     settings = services.settings
-    services.extras["calls"] = CallRegistry(settings.realtime_max_calls_per_user)
-    services.extras["metrics"] = CallMetrics()
+    services.calls = CallRegistry(settings.realtime_max_calls_per_user)
+    services.metrics = CallMetrics()
     if settings.preload_engines:
         from pipeline.engines.registry import load_engines
 
         engines = await asyncio.to_thread(load_engines, settings)
-        services.extras["engines"] = engines
+        services.engines = engines
         stack.push_async_callback(engines.aclose)

@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from server import ServerError
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class TooManyCalls(Exception):
+class TooManyCalls(ServerError):
     """The user already has the maximum number of open calls."""
 
 

@@ -92,7 +92,7 @@ async def create_generation(
 ) -> Any:
     """Queue a picture (from a memory or a prompt) or a video (from one of the user's photos)."""
     settings = services.settings
-    worker = services.extras.get("generation")
+    worker = services.generation
     if not settings.replicate_api_token or worker is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -212,7 +212,7 @@ async def cancel_generation(
 ) -> GenerationPublic:
     """Stop a queued or running generation (409 once it has finished)."""
     gen = await _own(session, user, generation_id)
-    worker = services.extras.get("generation")
+    worker = services.generation
     if gen.status not in ("queued", "running") or worker is None or not await worker.cancel(gen.id):
         raise HTTPException(status.HTTP_409_CONFLICT, f"This generation has already {gen.status}")
     await session.refresh(gen)
