@@ -31,7 +31,8 @@ _BAD_FINISH = {
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(timeouts, transport failures) of the HTTP clients google-genai may use: httpx, or its
-    fork httpx2 when installed (google-genai 3.x prefers it), whichever raises."""
+    fork httpx2 when installed (google-genai 3.x prefers it), or aiohttp, which `client.aio`
+    takes whenever it is importable (ray[serve] installs it), whichever raises."""
     timeouts: list[type[BaseException]] = [TimeoutError]
     transports: list[type[BaseException]] = []
     for name in ("httpx", "httpx2"):
@@ -41,6 +42,14 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
             continue
         timeouts.append(module.TimeoutException)
         transports.append(module.TransportError)
+    try:
+        import aiohttp
+    except ImportError:
+        pass
+    else:
+        # Its timeouts are asyncio.TimeoutError (= TimeoutError); refused connections and
+        # dropped streams are ClientError. HTTP statuses reach us as google-genai's APIError.
+        transports.append(aiohttp.ClientError)
     return tuple(timeouts), tuple(transports)
 
 
