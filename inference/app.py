@@ -25,7 +25,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -33,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from inference.audio import RATE, NotAudio, decode_upload, streaming_wav_header
 from inference.metrics import TierMetrics
@@ -124,7 +124,7 @@ class Ingress:
 
     def __init__(self, stt: DeploymentHandle, tts: DeploymentHandle, settings: Settings) -> None:
         self.stt, self.tts, self.settings = stt, tts, settings
-        self.metrics = TierMetrics()
+        self.meters = TierMetrics()
         self._voices: list[str] | None = None
 
     @api.post("/v1/audio/transcriptions")
@@ -166,14 +166,14 @@ class Ingress:
         try:
             result: dict[str, Any] = await self.stt.transcribe.remote(pcm, language, prompt, partial)
         except UNAVAILABLE as e:
-            self.metrics.requests.labels("transcriptions", "unavailable").inc()
+            self.meters.requests.labels("transcriptions", "unavailable").inc()
             log.warning("an STT replica is unavailable: %s", e)
             return error(503, "no speech-to-text replica could take the request", kind="unavailable")
         except RayTaskError as e:
-            self.metrics.requests.labels("transcriptions", "failed").inc()
+            self.meters.requests.labels("transcriptions", "failed").inc()
             log.error("transcription failed: %s", e)
             return error(500, f"the decode failed: {type(e.cause).__name__}", kind="server_error")
-        self.metrics.transcribed(result, partial=partial)
+        self.meters.transcribed(result, partial=partial)
         if result["stale"]:
             return error(429, "partial dropped: it waited longer than it is worth", kind="stale_partial")
         headers = {
@@ -217,19 +217,19 @@ class Ingress:
             raise BadRequest(f"unknown voice {voice!r}: choose one of {names}", param="voice")
         started = time.monotonic()
         stream = self.tts.options(stream=True).synthesize.remote(text, voice, language, float(speed))
-        chunks = stream.__aiter__()
+        chunks = cast(DeploymentResponseGenerator, stream).__aiter__()
         try:
             first = await anext(chunks, b"")
         except UNAVAILABLE as e:
-            self.metrics.requests.labels("speech", "unavailable").inc()
+            self.meters.requests.labels("speech", "unavailable").inc()
             log.warning("a TTS replica is unavailable: %s", e)
             return error(503, "no text-to-speech replica could take the request", kind="unavailable")
         except RayTaskError as e:
-            self.metrics.requests.labels("speech", "failed").inc()
+            self.meters.requests.labels("speech", "failed").inc()
             log.error("speech failed: %s", e)
             return error(500, f"synthesis failed: {type(e.cause).__name__}", kind="server_error")
-        self.metrics.tts_first_chunk.observe(time.monotonic() - started)
-        self.metrics.requests.labels("speech", "ok").inc()
+        self.meters.tts_first_chunk.observe(time.monotonic() - started)
+        self.meters.requests.labels("speech", "ok").inc()
 
         async def body_stream() -> AsyncIterator[bytes]:
             yield (streaming_wav_header(OUTPUT_RATE) if fmt == "wav" else b"") + first
@@ -250,7 +250,7 @@ class Ingress:
 
     @api.get("/metrics")
     async def metrics(self) -> Any:
-        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.meters.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def _voice_names(self) -> list[str]:
         if self._voices is None:

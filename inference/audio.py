@@ -55,17 +55,6 @@ def _read_wav(data: bytes) -> PCM:
     return resample(pcm, rate, RATE)
 
 
-def wav_bytes(pcm: PCM, rate: int) -> bytes:
-    """A complete mono 16-bit WAV file."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
-    return buf.getvalue()
-
-
 def streaming_wav_header(rate: int) -> bytes:
     """A mono 16-bit WAV header whose sizes say "unknown" (0xFFFFFFFF), for audio streamed as made.
 
