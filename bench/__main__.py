@@ -1,6 +1,7 @@
-"""`python -m bench all|v2v|floor|bargein|calls|rest [options]`: run benchmarks, print tables, write JSON.
+"""`python -m bench all|v2v|floor|bargein|calls|rest|load [options]`: run benchmarks, write JSON.
 
-`all` runs every benchmark once with its defaults (about 10 minutes on a 2-core machine). One
+`all` runs every benchmark but `load` once with its defaults (about 10 minutes on a 2-core
+machine; `load` takes tens of minutes and runs on its own). One
 benchmark that fails (a server that will not start, say) is reported and the others still run;
 nothing here fails on speed. Options after the name go to that benchmark (`--help` lists them).
 """
@@ -12,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, floor, rest, v2v
+from bench import bargein, calls, floor, load, rest, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -20,7 +21,9 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "bargein": bargein.main,
     "calls": calls.main,
     "rest": rest.main,
+    "load": load.main,
 }
+ON_ITS_OWN = {"load"}
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +36,8 @@ def main(argv: list[str]) -> int:
         return 0
     failed = []
     for bench_name, entry in BENCHMARKS.items():
+        if bench_name in ON_ITS_OWN:
+            continue
         started = time.monotonic()
         print(f"\n=== {bench_name} ===", flush=True)
         try:

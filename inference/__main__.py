@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from inference.app import build
 
     if args.address:
-        ray.init(address=args.address, include_dashboard=False)
+        ray.init(address=args.address)
     else:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False)
     # Ray installs handlers of its own at init; ours decide how the process ends.
