@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("signal %d: shutting down", signum)
         stop.set()
 
-    import ray
-    from ray import serve
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        parser.exit(2, 'Ray Serve is not installed: pip install -e ".[inference]"\n')
 
     from inference.app import build
 
