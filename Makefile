@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/whisper-base/model.bin
 
-.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz lint setup models migrate clean browser
+.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-load bench-endpointing lint setup models migrate clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,8 +45,14 @@ bench: setup
 	$(PY) -m bench all
 
 # One benchmark each: make bench-v2v | bench-floor | bench-bargein | bench-calls | bench-rest | bench-fuzz
-bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz: setup
+# | bench-endpointing
+bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-endpointing: setup
 	$(PY) -m bench $(@:bench-%=%)
+
+# Voice-to-voice with 1, 6 and 16 concurrent callers, in-process and through the inference tier
+# (tens of minutes; LOAD_ARGS="--callers 1,2 --turns 3" for a short run).
+bench-load: setup
+	$(PY) -m bench load $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) models data
