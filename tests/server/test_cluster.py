@@ -76,7 +76,8 @@ class Gateway:
         return f"ws://127.0.0.1:{self.port}/v1/realtime"
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def _wait_until_serving(self) -> None:
