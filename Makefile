@@ -43,7 +43,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null) || \
 	  echo "Could not install Chromium; run: apt-get install -y chromium fonts-nanum (the browser test says so too)"
 
-test: setup browser
+test: setup browser haproxy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup

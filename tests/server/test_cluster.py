@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -179,8 +181,10 @@ def pair(
             g.stop()
 
 
-def login(gateway: Gateway, name: str) -> dict[str, str]:
-    r = httpx.post(f"{gateway.url}/v1/auth/dev-login", json={"name": name}, trust_env=False)
+def login(gateway: Gateway | str, name: str) -> dict[str, str]:
+    """Dev-login on a gateway (or at a base URL); returns the Authorization header."""
+    base = gateway if isinstance(gateway, str) else gateway.url
+    r = httpx.post(f"{base}/v1/auth/dev-login", json={"name": name}, trust_env=False)
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -361,3 +365,86 @@ async def test_sigterm_drains_calls_then_closes_them_with_1012(
         assert ("assistant", REPLY, "completed") not in slow_turns
     finally:
         gateway.stop()
+
+
+# --- make run-cluster ------------------------------------------------------------------------
+
+
+def two_free_ports() -> int:
+    """A port p with p + 1 free too (the script puts its gateways on p and p + 1)."""
+    for _ in range(50):
+        p = free_port()
+        if p < 65535 and not port_taken(p + 1):
+            return p
+    raise RuntimeError("no two adjacent free ports")
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_run_cluster_serves_calls_through_the_balancer_and_drains_on_ctrl_c(
+    tmp_path: Path, database: str, shared_redis: tuple[str, str], gemini: FakeGemini
+) -> None:
+    """`python -m deploy.cluster`: calls go through HAProxy to both gateways; Ctrl-C ends them with 1012."""
+    if shutil.which("haproxy") is None:
+        unavailable("HAProxy", "make haproxy (apt-get install -y haproxy)")
+    lb, first = free_port(), two_free_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SILVERTALK_")} | {
+        "PYTHONPATH": str(ROOT),
+        "SILVERTALK_ENVIRONMENT": "test",
+        "SILVERTALK_DATA_DIR": str(tmp_path / "data"),
+        "SILVERTALK_DATABASE_URL": database,
+        "SILVERTALK_REDIS_URL": shared_redis[0],
+        "SILVERTALK_REDIS_PREFIX": shared_redis[1],
+        "SILVERTALK_JWT_SECRET": "test-secret-" + "x" * 32,
+        "SILVERTALK_STT_MODEL_DIR": str(MODEL_DIR),
+        "SILVERTALK_TTS_ENGINE": "espeak",
+        "SILVERTALK_LLM_ENGINE": "gemini",
+        "SILVERTALK_GEMINI_BASE_URL": gemini.url,
+        "SILVERTALK_GEMINI_API_KEY": gemini.api_key,
+        "SILVERTALK_SHUTDOWN_GRACE_S": "10",
+    }
+    argv = [sys.executable, "-m", "deploy.cluster", "--engines", "local", "--port", str(lb)]
+    log_path = tmp_path / "cluster.log"
+    with log_path.open("wb") as log:
+        proc = await asyncio.to_thread(
+            subprocess.Popen,
+            [*argv, "--gateway-port", str(first)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while b"Ctrl-C stops everything" not in log_path.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            await asyncio.sleep(0.3)
+        url = f"ws://127.0.0.1:{lb}/v1/realtime"
+        calls: list[ClientConnection] = []
+        served_by: set[int] = set()
+        for name in ("lb-one", "lb-two"):
+            ws = await websockets.connect(url, additional_headers=login(f"http://127.0.0.1:{lb}", name))
+            calls.append(ws)
+            assert (await recv(ws))["type"] == "session.created"
+        # leastconn: the second call went to the other gateway, so each holds one.
+        async with httpx.AsyncClient(trust_env=False) as http:
+            for port in (first, first + 1):
+                metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                served_by |= {port} if "silvertalk_calls_open 1.0" in metrics else set()
+        assert served_by == {first, first + 1}
+        await say(calls[0], "Hello from behind the balancer.")
+        await until(calls[0], "response.done")
+        proc.send_signal(signal.SIGINT)
+        for ws in calls:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await recv(ws, 30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
