@@ -93,15 +93,15 @@ async def test_a_crashed_process_frees_its_slots_after_the_lease(redis_url: str)
     p = prefix()
     me = uuid.uuid4()
     async with Redis.from_url(redis_url) as redis:
-        crashed = CallRegistry(1, redis, prefix=p, lease_s=0.5)  # never entered: no heartbeat
+        crashed = CallRegistry(1, redis, prefix=p, lease_s=1.0)  # never entered: no heartbeat
         await crashed.open(OpenCall(me, None, noop))
-        async with CallRegistry(1, redis, prefix=p, lease_s=0.5) as alive:
+        async with CallRegistry(1, redis, prefix=p, lease_s=1.0) as alive:
             with pytest.raises(TooManyCalls):
                 await alive.open(OpenCall(me, None, noop))
-            await asyncio.sleep(0.7)
+            await asyncio.sleep(1.2)
             call = OpenCall(me, None, noop)
             await alive.open(call)
-            await asyncio.sleep(0.7)  # its own slot is renewed by the heartbeat meanwhile
+            await asyncio.sleep(1.5)  # its own slot is renewed by the heartbeat meanwhile
             with pytest.raises(TooManyCalls):
                 await crashed.open(OpenCall(me, None, noop))
 
