@@ -23,6 +23,22 @@ from storage.media import LocalMediaStore
 log = logging.getLogger("silvertalk")
 
 
+async def drain(app: FastAPI) -> None:
+    """Stop taking calls and let the open ones end (on SIGTERM, before uvicorn's own shutdown).
+
+    From now on `/readyz` answers 503, so the load balancer sends no one here, and a new call is
+    refused with HTTP 503 before the upgrade. Each open call ends with close code 1012 (the client
+    reconnects elsewhere) at its first quiet moment, or when `shutdown_grace_s` runs out; its
+    finished turns are stored. Returns once no call is open (or shortly after the grace period).
+    """
+    services: Services | None = getattr(app.state, "services", None)
+    if services is None:  # still starting: nothing to drain
+        return
+    services.draining = True
+    log.info("draining: %d open calls", services.calls.count() if services.calls else 0)
+    await realtime.drain(services)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 

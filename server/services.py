@@ -41,6 +41,8 @@ class Services:
     http: httpx.AsyncClient
     rate_limiter: RateLimiter
     redis: Redis | None = None
+    #: True from SIGTERM on: /readyz answers 503 and new calls are refused (`server.app.drain`).
+    draining: bool = False
     #: Open realtime calls per user, and the calls' Prometheus metrics (server.realtime).
     calls: CallRegistry | None = None
     metrics: CallMetrics | None = None

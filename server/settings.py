@@ -25,11 +25,17 @@ class Settings(BaseSettings):
     port: int = 8000
     public_base_url: str | None = None
     log_level: str = "info"
+    # On SIGTERM/SIGINT: seconds open calls may go on (each ends with close code 1012 at its first
+    # quiet moment, or when this runs out) before the process stops. /readyz says 503 meanwhile.
+    shutdown_grace_s: float = 30.0
 
     # Storage
     data_dir: Path = Path("./data")
     database_url: str | None = None
     redis_url: str | None = None
+    # Namespace for every Redis key and pub/sub channel we add (channels are not per-database, so
+    # services sharing one Redis must differ here).
+    redis_prefix: str = "silvertalk:"
     migrate_on_start: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 50_000_000
@@ -58,6 +64,9 @@ class Settings(BaseSettings):
     realtime_max_message_bytes: int = 1024 * 1024
     realtime_max_call_s: int = 60 * 60
     realtime_max_calls_per_user: int = 2
+    # With Redis, each open call holds a slot that its process renews every lease/4 seconds; a
+    # crashed process's slots free themselves after this long.
+    realtime_call_lease_s: float = 20.0
     realtime_idle_prompt_s: float = 45.0
     realtime_idle_hangup_s: float = 90.0
     # End of turn (pipeline.turn_end): the learned silence's bounds (the maximum is also the wait for

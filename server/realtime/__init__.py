@@ -2,7 +2,8 @@
 
 Modules: `protocol` (client events in, parsed and checked), `session` (the session, beta and GA
 shapes), `encoder` (server events out), `gateway` (the route: socket <-> core), `calls` (open calls
-per user, `push` for other features), `store` (conversations and turns), `metrics` (Prometheus).
+per user across processes, `push` for other features, draining), `store` (conversations and
+turns), `metrics` (Prometheus).
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ if TYPE_CHECKING:
 async def start(services: Services, stack: AsyncExitStack) -> None:
     """Create the call registry and metrics; load the speech engines now when `preload_engines`.
 
-    A missing model fails the start with the engine's message (EngineUnavailable). Without
-    preloading, the first call loads them.
+    With Redis the registry shares the per-user limit and pushes with the other gateway processes
+    (its heartbeat and subscription run until the stack unwinds). A missing model fails the start
+    with the engine's message (EngineUnavailable). Without preloading, the first call loads them.
     """
     settings = services.settings
-    services.calls = CallRegistry(settings.realtime_max_calls_per_user)
+    services.calls = await stack.enter_async_context(
+        CallRegistry(
+            settings.realtime_max_calls_per_user,
+            services.redis,
+            prefix=settings.redis_prefix,
+            lease_s=settings.realtime_call_lease_s,
+        )
+    )
     services.metrics = CallMetrics()
     if settings.preload_engines:
         from pipeline.engines.registry import load_engines
@@ -33,3 +42,11 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
         engines = await asyncio.to_thread(load_engines, settings)
         services.engines = engines
         stack.push_async_callback(engines.aclose)
+
+
+async def drain(services: Services) -> None:
+    """End every open call within `shutdown_grace_s` (close code 1012); returns once they have gone."""
+    calls = services.calls
+    if calls is None:  # the realtime feature never started
+        return
+    await calls.drain(services.settings.shutdown_grace_s)

@@ -9,7 +9,8 @@ frames of raw audio in the session's input format. Each text frame is parsed who
 event and the call goes on. Limits: message size (`realtime_max_message_bytes`: an `error` event,
 then close 1009 with the reason; uvicorn's own `ws_max_size` sits above it, see
 `server.__main__.uvicorn_options`), call length, open calls per user, and an idle caller is asked
-once whether they are still there, then the call ends (close code 1000).
+once whether they are still there, then the call ends (close code 1000). While the server drains
+(SIGTERM), new calls get HTTP 503 and open ones end with close code 1012 at their first quiet moment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 from pipeline import prompts
 from pipeline.conversation import Conversation
@@ -57,6 +59,8 @@ IDLE_PROMPTS = {
     "ko": "아직 거기 계세요? 편하실 때 말씀해 주세요.",
     "en": "Are you still there? Take your time.",
 }
+#: While draining, a call ends once it has been quiet this long (the last reply fully sent).
+DRAIN_QUIET_S = 0.3
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -83,6 +87,9 @@ def _origin_ok(ws: WebSocket, allowed: list[str]) -> bool:
 async def realtime(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     settings = services.settings
+    if services.draining:
+        await _refuse_while_draining(ws)
+        return
     token, subprotocol = _token(ws)
     if not _origin_ok(ws, settings.allowed_origins) or token is None:
         await ws.close(code=1008)  # before accept: the client sees HTTP 403
@@ -100,6 +107,12 @@ async def realtime(ws: WebSocket) -> None:
     await ws.accept(subprotocol=subprotocol)
     call = Call(ws, services, user, beta=ws.headers.get("openai-beta", "").startswith("realtime=v1"))
     await call.run()
+
+
+async def _refuse_while_draining(ws: WebSocket) -> None:
+    """This process is shutting down: HTTP 503 before the upgrade, so the client tries another gateway."""
+    body = {"detail": "This server is restarting; please connect again."}
+    await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "1"}))
 
 
 class Call:
@@ -167,6 +180,7 @@ class Call:
                 reader = tg.create_task(self._read())
                 tg.create_task(self._write())
                 tg.create_task(self._watch())
+                tg.create_task(self._end_when_draining())
                 await reader
                 raise _Hangup
         except* _Hangup:
@@ -403,6 +417,31 @@ class Call:
                 )
                 await self._close(1000, "idle")
                 raise _Hangup
+
+    async def _end_when_draining(self) -> None:
+        """The server is draining: end the call with 1012 (the client reconnects elsewhere).
+
+        At the call's first quiet moment (no one speaking, no reply in flight, nothing left to
+        send, for DRAIN_QUIET_S on end), or when the grace period runs out, whichever comes first.
+        """
+        assert self.conv is not None
+        conv, registry = self.conv, self.registry
+        await registry.draining.wait()
+        quiet_since: float | None = None
+        while (now := time.monotonic()) < registry.drain_deadline:
+            if conv.busy or not conv.out.empty():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= DRAIN_QUIET_S:
+                break
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(Exception):
+            await self.send(
+                {"type": "silvertalk.call.ending", "event_id": "event_restart", "reason": "server_restarting"}
+            )
+        await self._close(1012, "server restarting")
+        raise _Hangup
 
 
 class _Hangup(Exception):
