@@ -15,7 +15,10 @@ one per request, for failures and function calls::
     fake.script(Reply.error(429), Reply.call("get_weather", city="Seoul"), Reply.safety())
 
 Each reply streams its text in `chunks` pieces: the first after `ttft_s`, the next ones
-`chunk_delay_s` apart; the last chunk carries the finish reason and usage. Accepts
+`chunk_delay_s` apart; the last chunk carries the finish reason and usage. Failures a real
+upstream shows: `Reply.error(429)` (or 500, 503), `Reply.hanging()` (never answers: the client's
+timeout fires), `Reply.mid_stream_error()` (an error chunk), `Reply.cut_off()` (the stream ends
+mid-sentence with no finish reason) and `Reply.dropped()` (the connection is lost mid-stream). Accepts
 `/v1/...` and `/v1beta/...`; checks `x-goog-api-key` (missing: 403, wrong: 400 API_KEY_INVALID).
 """
 
@@ -63,6 +66,11 @@ class Reply:
     error_after: int | None = None
     #: Never answer (the client's timeout must fire).
     hang: bool = False
+    #: End the stream cleanly after this many text chunks, with no finish reason (a proxy or the
+    #: upstream giving up mid-answer).
+    stop_after: int | None = None
+    #: With `stop_after`: drop the connection instead (no end of the chunked body).
+    abort: bool = False
     ttft_s: float | None = None
 
     @classmethod
@@ -80,6 +88,14 @@ class Reply:
     @classmethod
     def mid_stream_error(cls, text: str = "Hello there, how are", status: int = 500) -> Reply:
         return cls(text=text, chunks=2, error_after=1, status=status)
+
+    @classmethod
+    def cut_off(cls, text: str = "Hello there, how are you feeling today, and did", after: int = 1) -> Reply:
+        return cls(text=text, chunks=3, stop_after=after)
+
+    @classmethod
+    def dropped(cls, text: str = "Hello there, how are you feeling today, and did", after: int = 1) -> Reply:
+        return cls(text=text, chunks=3, stop_after=after, abort=True)
 
     @classmethod
     def hanging(cls) -> Reply:
@@ -243,6 +259,10 @@ class FakeGemini(ScriptedFake):
                 await asyncio.sleep(self.chunk_delay_s)
             if reply.error_after is not None and i == reply.error_after:
                 yield _sse(_error_body(reply.status if reply.status != 200 else 500))
+                return
+            if reply.stop_after is not None and i == reply.stop_after:
+                if reply.abort:
+                    raise ConnectionAbortedError("fake Gemini drops the connection mid-stream")
                 return
             last = i == len(pieces) - 1
             candidate: dict[str, Any] = {"content": {"role": "model", "parts": [part]}, "index": 0}
