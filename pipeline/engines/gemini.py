@@ -31,7 +31,8 @@ _BAD_FINISH = {
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(timeouts, transport failures) of the HTTP clients google-genai may use: httpx, or its
-    fork httpx2 when installed (google-genai 3.x prefers it), whichever raises."""
+    fork httpx2 when installed (google-genai 3.x prefers it), and aiohttp for async streams when
+    installed (a connection lost mid-stream raises aiohttp's ClientPayloadError)."""
     timeouts: list[type[BaseException]] = [TimeoutError]
     transports: list[type[BaseException]] = []
     for name in ("httpx", "httpx2"):
@@ -41,6 +42,12 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
             continue
         timeouts.append(module.TimeoutException)
         transports.append(module.TransportError)
+    try:  # google-genai streams with aiohttp when it is installed
+        import aiohttp
+    except ImportError:
+        pass
+    else:
+        transports.append(aiohttp.ClientError)
     return tuple(timeouts), tuple(transports)
 
 
@@ -154,8 +161,9 @@ class GeminiLLM:
     async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
         """Yield TextDelta per chunk of text and ToolCall per functionCall part, as they arrive.
 
-        Raises RetryableEngineError (429, 5xx, timeout, connection lost, safety and other early
-        stops) or FatalEngineError (400/401/403/404: key, model or request wrong).
+        Raises RetryableEngineError (429, 5xx, timeout, connection lost, a stream that ends with no
+        finish reason, safety and other early stops) or FatalEngineError (400/401/403/404: key,
+        model or request wrong).
         """
         from google.genai import errors
 
@@ -163,9 +171,15 @@ class GeminiLLM:
             response = await self._client.aio.models.generate_content_stream(
                 model=self.model, contents=self._contents(history), config=self._config(context)
             )
+            finished = False
             async for chunk in response:
                 for out in self._outputs(chunk):
                     yield out
+                finished = finished or any(c.finish_reason for c in chunk.candidates or ())
+            if not finished:
+                # Every real answer ends with a finish reason; a stream that just stops was cut off
+                # (a proxy, an overloaded backend) and its last words are half a sentence.
+                raise RetryableEngineError("Gemini's stream ended before the answer was finished")
         except errors.APIError as e:
             code = getattr(e, "code", None) or 0
             if code in (408, 429) or code >= 500:
