@@ -312,6 +312,11 @@ class Conversation:
         except EngineError as e:
             log.warning("transcription failed: %s", e)
             return "", str(e)
+        except Exception:
+            # An engine bug, not a reported failure: the turn must still settle, or every later
+            # reply (which waits for the transcripts before it) would wait forever.
+            log.exception("transcription raised unexpectedly")
+            return "", "Transcription failed."
         return transcript.text.strip(), None
 
     async def _final_text(self, item: Item) -> str:
