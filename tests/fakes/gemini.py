@@ -18,7 +18,8 @@ Each reply streams its text in `chunks` pieces: the first after `ttft_s`, the ne
 `chunk_delay_s` apart; the last chunk carries the finish reason and usage. Failures a real
 upstream shows: `Reply.error(429)` (or 500, 503), `Reply.hanging()` (never answers: the client's
 timeout fires), `Reply.mid_stream_error()` (an error chunk), `Reply.cut_off()` (the stream ends
-mid-sentence with no finish reason) and `Reply.dropped()` (the connection is lost mid-stream). Accepts
+mid-sentence with no finish reason), `Reply.dropped()` (the connection is lost mid-stream) and
+`Reply.stalled()` (the stream goes silent mid-sentence and stays open). Accepts
 `/v1/...` and `/v1beta/...`; checks `x-goog-api-key` (missing: 403, wrong: 400 API_KEY_INVALID).
 """
 
@@ -71,6 +72,8 @@ class Reply:
     stop_after: int | None = None
     #: With `stop_after`: drop the connection instead (no end of the chunked body).
     abort: bool = False
+    #: With `stop_after`: keep the connection open and send nothing more (a stalled backend).
+    stall: bool = False
     ttft_s: float | None = None
 
     @classmethod
@@ -96,6 +99,10 @@ class Reply:
     @classmethod
     def dropped(cls, text: str = "Hello there, how are you feeling today, and did", after: int = 1) -> Reply:
         return cls(text=text, chunks=3, stop_after=after, abort=True)
+
+    @classmethod
+    def stalled(cls, text: str = "Hello there, how are you feeling today, and did", after: int = 1) -> Reply:
+        return cls(text=text, chunks=3, stop_after=after, stall=True)
 
     @classmethod
     def hanging(cls) -> Reply:
@@ -263,6 +270,8 @@ class FakeGemini(ScriptedFake):
             if reply.stop_after is not None and i == reply.stop_after:
                 if reply.abort:
                     raise ConnectionAbortedError("fake Gemini drops the connection mid-stream")
+                if reply.stall:
+                    await asyncio.to_thread(self._closing.wait, 120)
                 return
             last = i == len(pieces) - 1
             candidate: dict[str, Any] = {"content": {"role": "model", "parts": [part]}, "index": 0}

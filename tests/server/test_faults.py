@@ -235,6 +235,7 @@ async def answered(caller: Caller) -> None:
         pytest.param(Reply.mid_stream_error(), id="error-mid-stream"),
         pytest.param(Reply.cut_off(), id="stops-mid-sentence"),
         pytest.param(Reply.dropped(), id="connection-lost-mid-stream"),
+        pytest.param(Reply.stalled(), id="stalls-mid-stream"),
     ],
 )
 async def test_an_llm_failure_is_one_apology_and_the_call_goes_on(faults: Faults, failure: Reply) -> None:
@@ -324,15 +325,17 @@ async def wait_stored(
         await asyncio.sleep(0.2)
 
 
-@pytest.mark.parametrize("back", ["mid-call", "after-hang-up"])
-async def test_the_database_away_for_seconds_loses_no_turn(faults: Faults, back: str) -> None:
-    """PostgreSQL unreachable for a few seconds mid-call: the caller is answered as usual, and every
-    finished turn is stored once it is back (also when it comes back after the caller hung up)."""
+@pytest.mark.parametrize(
+    ("outage", "back"), [("down", "mid-call"), ("down", "after-hang-up"), ("hanging", "mid-call")]
+)
+async def test_the_database_away_for_seconds_loses_no_turn(faults: Faults, outage: str, back: str) -> None:
+    """PostgreSQL refusing or hanging for a few seconds mid-call: the caller is answered as usual,
+    and every finished turn is stored once it is back (also when it is back after the hang-up)."""
     token = await login(faults)
     async with call(faults, token) as caller:
         first = await caller.say("Good morning.")
         assert first.status == "completed"
-        faults.db.down()
+        faults.db.down() if outage == "down" else faults.db.blackhole()
         during = await caller.say("I slept well last night.")
         assert during.status == "completed" and " ".join(during.heard.split()) == ANSWER
         await asyncio.sleep(2)  # the store has tried and failed by now
