@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/whisper-base/model.bin
 
-.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest lint setup models migrate clean browser
+.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-soak lint setup models migrate clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,9 +44,10 @@ lint: setup
 bench: setup
 	$(PY) -m bench all
 
-# One benchmark each: make bench-v2v | bench-floor | bench-bargein | bench-calls | bench-rest
-bench-v2v bench-floor bench-bargein bench-calls bench-rest: setup
-	$(PY) -m bench $(@:bench-%=%)
+# One benchmark each: make bench-v2v | bench-floor | bench-bargein | bench-calls | bench-rest | bench-soak
+# (bench-soak: 20 minutes of calls plus warm-up; `SOAK_ARGS="--minutes 3"` for a short one)
+bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-soak: setup
+	$(PY) -m bench $(@:bench-%=%) $(if $(filter bench-soak,$@),$(SOAK_ARGS))
 
 clean:
 	rm -rf $(VENV) models data

@@ -1,6 +1,9 @@
-"""`python -m bench all|v2v|floor|bargein|calls|rest [options]`: run benchmarks, print tables, write JSON.
+"""`python -m bench all|v2v|floor|bargein|calls|rest|soak [options]`: run benchmarks, print tables.
 
-`all` runs every benchmark once with its defaults (about 10 minutes on a 2-core machine). One
+Each writes its JSON result under `bench/results/`.
+
+`all` runs every benchmark but the soak once with its defaults (about 10 minutes on a 2-core
+machine; the soak alone takes 20 minutes and more: `python -m bench soak`). One
 benchmark that fails (a server that will not start, say) is reported and the others still run;
 nothing here fails on speed. Options after the name go to that benchmark (`--help` lists them).
 """
@@ -12,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, floor, rest, v2v
+from bench import bargein, calls, floor, rest, soak, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -20,7 +23,10 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "bargein": bargein.main,
     "calls": calls.main,
     "rest": rest.main,
+    "soak": soak.main,
 }
+#: Left out of `all`: too long to run with the others.
+LONG = {"soak"}
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +39,8 @@ def main(argv: list[str]) -> int:
         return 0
     failed = []
     for bench_name, entry in BENCHMARKS.items():
+        if bench_name in LONG:
+            continue
         started = time.monotonic()
         print(f"\n=== {bench_name} ===", flush=True)
         try:
