@@ -191,6 +191,11 @@ class ScriptedFake:
         with self._lock:
             self._queue.extend(r if isinstance(r, Reply) else Reply(text=r) for r in replies)
 
+    def clear_script(self) -> None:
+        """Forget the replies queued by `script` and not used yet."""
+        with self._lock:
+            self._queue.clear()
+
     def __enter__(self) -> Self:
         self._server.start()
         return self

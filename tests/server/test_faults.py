@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
@@ -68,19 +69,19 @@ def faults(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterat
     except redis_sync.RedisError:
         unavailable("Redis at 127.0.0.1:6379", "redis-server --daemonize yes --port 6379")
     real_redis.close()
-    redis_db = REDIS_URL.rsplit("/", 1)[-1]
+    pg, rd = urlsplit(PG_ADMIN_DSN), urlsplit(REDIS_URL)
     stt, tts = FlakySTT(HEARD), FlakyTTS()
     with (
         flaky_engines(stt, tts),
         FakeGemini(reply=ANSWER, ttft_s=0.05) as gemini,
-        TcpProxy(5432) as db_proxy,
-        TcpProxy(6379) as redis_proxy,
+        TcpProxy(pg.port or 5432, pg.hostname or "127.0.0.1") as db_proxy,
+        TcpProxy(rd.port or 6379, rd.hostname or "127.0.0.1") as redis_proxy,
     ):
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].split("://", 1)[1].rsplit("@", 1)[0]
+        user = f"{pg.username}@" if pg.username else ""
         settings = make_settings(
             tmp_path_factory.mktemp("faults"),
-            f"postgresql+psycopg://{base}@127.0.0.1:{db_proxy.port}/{pg_database}",
-            redis_url=f"redis://127.0.0.1:{redis_proxy.port}/{redis_db}",
+            f"postgresql+psycopg://{user}127.0.0.1:{db_proxy.port}/{pg_database}",
+            redis_url=f"redis://127.0.0.1:{redis_proxy.port}{rd.path}",
             rate_limit_per_minute=RATE_LIMIT,
             preload_engines=True,
             stt_engine="flaky-stt",
@@ -91,15 +92,8 @@ def faults(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterat
             llm_timeout_s=2.0,
         )
         with LiveServer(settings) as live:
-            yield Faults(
-                live,
-                gemini,
-                stt,
-                tts,
-                db_proxy,
-                redis_proxy,
-                PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + pg_database,
-            )
+            direct = urlunsplit(pg._replace(path=f"/{pg_database}"))
+            yield Faults(live, gemini, stt, tts, db_proxy, redis_proxy, direct)
 
 
 @pytest.fixture(autouse=True)
@@ -110,8 +104,7 @@ def healed(faults: Faults) -> Iterator[None]:
     faults.redis.up()
     faults.stt.failures.clear()
     faults.tts.failures.clear()
-    with faults.gemini._lock:
-        faults.gemini._queue.clear()
+    faults.gemini.clear_script()
 
 
 async def login(faults: Faults, name: str | None = None) -> str:
@@ -131,7 +124,6 @@ class Turn:
     heard: str = ""  # the reply's audio transcript as it was spoken
     audio_bytes: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
-    conversation_id: str | None = None
 
 
 class Caller:
@@ -335,7 +327,10 @@ async def test_the_database_away_for_seconds_loses_no_turn(faults: Faults, outag
     async with call(faults, token) as caller:
         first = await caller.say("Good morning.")
         assert first.status == "completed"
-        faults.db.down() if outage == "down" else faults.db.blackhole()
+        if outage == "down":
+            faults.db.down()
+        else:
+            faults.db.blackhole()
         during = await caller.say("I slept well last night.")
         assert during.status == "completed" and " ".join(during.heard.split()) == ANSWER
         await asyncio.sleep(2)  # the store has tried and failed by now
