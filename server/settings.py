@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     realtime_speculative: bool = True
     # Reply audio the server lets the client buffer ahead of playback.
     realtime_audio_lead_ms: int = 300
+    # How long a call keeps retrying to store its turns while the database is unreachable (they
+    # wait in memory meanwhile); past it they are logged and dropped.
+    realtime_store_retry_s: float = 120.0
 
     # Engines
     stt_engine: str = "whisper"

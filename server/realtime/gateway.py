@@ -137,7 +137,7 @@ class Call:
             p.CreateResponse: self._create_response,
             p.CancelResponse: self._cancel_response,
         }
-        self.store = CallStore(services.sessions, user.id)
+        self.store = CallStore(services.sessions, user.id, retry_for_s=self.settings.realtime_store_retry_s)
         self._send_lock = asyncio.Lock()
         self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float | str]] | None] = asyncio.Queue()
         self.conv: Conversation | None = None
@@ -195,13 +195,15 @@ class Call:
                 while not self.conv.out.empty():  # e.g. the reply cancelled by the hang-up
                     self._keep(self.conv.out.get_nowait())
             self._persist.put_nowait(None)
-            if saver is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(saver, 10)
-            with contextlib.suppress(Exception):
-                await self.store.end()
+            # The call is over for the caller and the limits; what it said may still be on its way
+            # to a database that is briefly away (the store retries for `realtime_store_retry_s`).
             await self.registry.close(entry)
             self.metrics.calls_open.dec()
+            if saver is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(saver, self.settings.realtime_store_retry_s + 30)
+            with contextlib.suppress(Exception):
+                await self.store.end()
 
     def _context(self, facts: dict[str, Any]) -> ChatContext:
         name = self.user.display_name or ""
