@@ -79,9 +79,14 @@ class Conversation:
 
         What the endpointer learned about the speaker, and a turn in progress, survive.
         """
+        listening = self.config.turn_detection
         for k, v in changes.items():
             setattr(self.config, k, v)
         c = self.config
+        if listening and not c.turn_detection and self.floor.turn is not None:
+            # Turn detection off mid-turn: the words so far become a turn (nothing is lost), not
+            # answered, as a manual commit is not; the endpointer is left with no turn to finish.
+            self._end_turn_now(respond=False)
         self._resampler = Resampler(c.input_rate, SAMPLE_RATE)
         self._vad = Vad(c.threshold)
         ep = self._ep
@@ -130,7 +135,7 @@ class Conversation:
         if ep.in_turn:
             self.transcripts.maybe_partial(now)
 
-    def _dispatch(self, event: Any, now: float) -> None:
+    def _dispatch(self, event: Any, now: float, *, respond: bool | None = None) -> None:
         floor = self.floor
         if isinstance(event, TurnStarted):
             floor.turn_started(event)
@@ -143,28 +148,32 @@ class Conversation:
         elif isinstance(event, SpeechResumed):
             floor.speech_resumed()
         elif isinstance(event, TurnEnded):
-            floor.turn_ended(event, now)
+            floor.turn_ended(event, now, respond=respond)
+
+    def _end_turn_now(self, *, respond: bool | None = None) -> None:
+        now = self.clock()
+        for event in self._ep.end_turn_now(self._t_ms):
+            self._dispatch(event, now, respond=respond)
 
     def _words_known(self, item: Item) -> None:
-        """A committed turn's words are in: the endpointer learns whether its end was a pause."""
-        if item.kind == "audio":
+        """A committed turn's words are in: the endpointer learns whether its end was a pause
+        (not from a failed transcript: its words are unknown, not unfinished)."""
+        if item.kind == "audio" and item.failure is None:
             self._ep.last_turn_words(finished=item.text.rstrip().endswith(SENTENCE_END))
 
     # --- client requests -----------------------------------------------------------------------
 
     def commit(self, event_id: str | None = None) -> None:
         """input_audio_buffer.commit: the buffered audio becomes a user turn."""
-        if self.config.turn_detection:
-            if self.floor.turn is None:
-                self.core.error(
-                    "Error committing input audio buffer: the buffer is empty.",
-                    "input_audio_buffer_commit_empty",
-                    event_id,
-                )
-                return
-            now = self.clock()
-            for event in self._ep.end_turn_now(self._t_ms):
-                self._dispatch(event, now)
+        if self.config.turn_detection and self.floor.turn is not None:
+            self._end_turn_now()
+            return
+        if self.config.turn_detection and not self._input:  # (audio appended while VAD was off)
+            self.core.error(
+                "Error committing input audio buffer: the buffer is empty.",
+                "input_audio_buffer_commit_empty",
+                event_id,
+            )
             return
         if sum(len(f) for f in self._input) < SAMPLE_RATE // 10:
             self.core.error(

@@ -8,8 +8,9 @@ One `StreamingTranscriber` serves one call, one utterance at a time::
         p = await st.partial()            # p.stable never changes; p.unstable may
     st.speculate()                        # VAD: speech stopped, endpointing still waiting
     st.cancel_speculation()               # ... the caller went on speaking after all
-    transcript = await st.final()         # the turn ended: usually the speculation's result
-    st.reset()                            # next utterance
+    task = st.finish()                    # the turn ended: usually the speculation, now the caller's
+    st.reset()                            # next utterance (the task above runs on)
+    transcript = await task
 
 Why this shape: a Whisper decode costs about 1 s on the development CPU whatever the clip length,
 so decodes are rationed. Partials re-decode the whole utterance (utterances are short) at most once
@@ -168,6 +169,11 @@ class StreamingTranscriber:
         return self._lock.locked() or self._speculating or any(not t.done() for t in self._background)
 
     @property
+    def speculation(self) -> asyncio.Task[Transcript] | None:
+        """The pending speculative decode of the current utterance, if any."""
+        return self._spec
+
+    @property
     def _speculating(self) -> bool:
         return self._spec is not None and not self._spec.done()
 
@@ -232,11 +238,15 @@ class StreamingTranscriber:
 
     # --- speculation and the final transcript ---------------------------------------------------
 
-    def speculate(self) -> None:
-        """Silence began: start the final decode of everything pushed so far, in a task."""
-        if self._spec is not None or self._samples == 0:
-            return
-        self._spec = asyncio.create_task(self._final_decode(self._audio()), name="stt-speculative")
+    def speculate(self) -> asyncio.Task[Transcript] | None:
+        """Silence began: start the final decode of everything pushed so far, in a task.
+
+        Returns that task (None when there is no audio); `cancel_speculation` may still cancel it
+        until `finish` hands it over.
+        """
+        if self._spec is None and self._samples:
+            self._spec = asyncio.create_task(self._final_decode(self._audio()), name="stt-speculative")
+        return self._spec
 
     def cancel_speculation(self, *, count: bool = True) -> None:
         """The caller went on speaking: drop the speculative result.
@@ -260,25 +270,33 @@ class StreamingTranscriber:
         if not task.cancelled():
             task.exception()  # retrieved: an abandoned decode's failure matters to nobody
 
-    async def final(self) -> Transcript:
-        """The utterance's final transcript.
+    def finish(self) -> asyncio.Task[Transcript]:
+        """The utterance is over: a task for its final transcript, which now belongs to the caller.
 
-        When a speculation is pending (it covers all speech pushed so far; see the module doc),
-        its result is awaited and returned: a hit. Otherwise the utterance is decoded now: a miss.
-        Raises the engine's EngineError.
+        When a speculation is pending (it covers all speech pushed so far; see the module doc), that
+        is the task: a hit. Otherwise a decode of the audio pushed so far starts now: a miss. Either
+        way the transcriber lets go of it, so a later `reset`, `carry_on` or `cancel_speculation`
+        (the next turn) never cancels it. The task raises the engine's EngineError.
         """
         start = self._clock()
-        spec = self._spec
+        spec, self._spec = self._spec, None
         if spec is not None:
             self.stats.speculative_hits += 1
-            transcript = await spec
+            task = spec
+        elif self._samples == 0:
+            return asyncio.create_task(self._nothing(), name="stt-final")
         else:
-            if self._samples == 0:
-                return Transcript(text="", language=self.language)
             self.stats.speculative_misses += 1
-            transcript = await self._final_decode(self._audio())
-        self.stats.final_wait_s.append(self._clock() - start)
-        return transcript
+            task = asyncio.create_task(self._final_decode(self._audio()), name="stt-final")
+        task.add_done_callback(lambda _: self.stats.final_wait_s.append(self._clock() - start))
+        return task
+
+    async def final(self) -> Transcript:
+        """`finish()`, awaited."""
+        return await self.finish()
+
+    async def _nothing(self) -> Transcript:
+        return Transcript(text="", language=self.language)
 
     async def aclose(self) -> None:
         """Cancel pending work (the call ended). Decodes already on the model thread still finish."""

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     realtime_speculative: bool = True
     # Reply audio the server lets the client buffer ahead of playback.
     realtime_audio_lead_ms: int = 300
+    # No reply waits longer than this for a transcript: a decode not back by then fails its turn
+    # (transcription failed event), so one lost transcript cannot stall a call.
+    realtime_transcript_timeout_s: float = Field(default=30.0, gt=0)
 
     # Engines
     stt_engine: str = "whisper"

@@ -57,17 +57,27 @@ def words(audio: PCM) -> str:
 
 
 class FakeSTT(SpeechToText):
-    """Whisper stand-in: "Hello hello." with one word per 0.3 s of loud audio, or what `text_fn` says."""
+    """Whisper stand-in: "Hello hello." with one word per 0.3 s of loud audio, or what `text_fn` says.
+
+    While `gate` is set and not yet open, every decode waits for it (a slow model); `error`, when
+    set, is raised instead of a transcript (a failing model).
+    """
 
     sample_rate = RATE
 
     def __init__(self) -> None:
         self.calls: list[float] = []
         self.text_fn: Callable[[PCM], str] = words
+        self.gate: asyncio.Event | None = None
+        self.error: Exception | None = None
 
     async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
         self.calls.append(len(audio) / RATE)
         await asyncio.sleep(0)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
         return Transcript(self.text_fn(audio), language)
 
 
