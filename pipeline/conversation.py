@@ -38,6 +38,10 @@ from pipeline.vad import FRAME_MS, SAMPLE_RATE, FrameSplitter, Vad
 
 log = logging.getLogger(__name__)
 
+#: Prefix padding kept before a turn at most: more is silence that tells the decoder nothing, and
+#: a huge setting must not keep minutes of audio per call.
+PREFIX_MAX_MS = 5000
+
 __all__ = ["CallConfig", "Conversation"]
 
 
@@ -61,6 +65,7 @@ class Conversation:
         self.floor = Floor(core, self._ep, self.transcripts)
         self._splitter = FrameSplitter()
         self._input: list[PCM] = []  # audio since the last commit/clear (turn detection off)
+        self._input_full = False  # said so once since the last commit/clear
         self._t_ms = 0
         self.configure()
 
@@ -94,7 +99,8 @@ class Conversation:
         ep.min_silence_ms = c.min_silence_ms
         ep.max_silence_ms = max(c.max_silence_ms, c.min_silence_ms)
         ep.barely_heard_ms = c.rejoin_unheard_ms
-        self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(c.prefix_padding_ms + 200) // FRAME_MS)
+        prefix_ms = min(c.prefix_padding_ms, PREFIX_MAX_MS)
+        self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(prefix_ms + 200) // FRAME_MS)
         self.stt.language = c.language
         self.core.context = dataclasses.replace(self.core.context, language=c.language)
 
@@ -109,10 +115,27 @@ class Conversation:
         t = self._t_ms
         self._t_ms += FRAME_MS
         if not self.config.turn_detection:
-            self._input.append(frame)
+            if len(self._input) * FRAME_MS < self.config.max_input_audio_s * 1000:
+                self._input.append(frame)
+            elif not self._input_full:
+                self._input_full = True
+                self.core.error(
+                    f"The input audio buffer is full ({self.config.max_input_audio_s:g} s): "
+                    "audio past it is dropped; commit or clear the buffer.",
+                    "input_audio_buffer_full",
+                    None,
+                )
             return
         now = self.clock()
         floor, ep = self.floor, self._ep
+        if ep.in_turn and self.stt.duration_s >= self.config.max_input_audio_s:
+            self.core.error(
+                f"The turn reached {self.config.max_input_audio_s:g} s and was committed there; "
+                "speech after it starts a new turn.",
+                "input_audio_buffer_full",
+                None,
+            )
+            self._end_turn_now()
         voiced = self._vad.is_speech(frame)
         if voiced:
             floor.last_voiced = now
@@ -182,7 +205,7 @@ class Conversation:
                 event_id,
             )
             return
-        frames, self._input = self._input, []
+        frames, self._input, self._input_full = self._input, [], False
         self.stt.reset()
         for f in frames:
             self.stt.push(f)
@@ -192,7 +215,7 @@ class Conversation:
 
     def clear_input(self) -> None:
         """input_audio_buffer.clear."""
-        self._input = []
+        self._input, self._input_full = [], False
         if self.floor.turn is not None:
             self._ep.reset()
             self.floor.clear()
@@ -305,11 +328,20 @@ class Conversation:
         return max(0.0, now - self.core.last_caller_activity)
 
     async def aclose(self) -> None:
-        """Hang up: stop every reply and decode this call started."""
-        for reply in (self.floor.reply, self.floor.spec):
+        """Hang up: stop every reply and decode this call started, and let go of every buffer."""
+        floor = self.floor
+        for reply in (floor.reply, floor.spec):
             if reply is not None:
                 reply.cancel("call_ended")
         await self.core.aclose()
+        self._input, self._input_full = [], False
+        self._prefix.clear()
+        self.stt.reset()
+        floor.reply = floor.spec = floor.barge = floor.turn = floor.open = None
+        for reply in floor.replies.values():
+            reply.audio.release()
+        for item in self.core.items:
+            item.transcript_task = None
         st = self.stt.stats
         log.info(
             "call ended: speculative hits %d misses %d cancelled %d; final decodes %s s; final waits %s s",

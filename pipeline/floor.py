@@ -240,7 +240,7 @@ class Floor:
                 text = await self.transcripts.final_text(item)
                 reply.stamps["transcript"] = core.clock()
                 if not text:
-                    return None
+                    return self._apology(item, plan)
                 messages = [*turns.history(core.items, skip=item.continues), Message("user", text)]
             else:
                 try:
@@ -254,7 +254,7 @@ class Floor:
                 if item is not None:
                     reply.stamps["transcript"] = item.timings.get("transcript", core.clock())
                     if not item.text:
-                        return None
+                        return self._apology(item, plan)
             if core.items and not speculative:
                 reply.previous_item_id = core.items[-1].id
             else:
@@ -272,6 +272,14 @@ class Floor:
         )
         reply.task = core.spawn(reply.run(prepare, plan))
         return reply
+
+    def _apology(self, item: Item, plan: ReplyPlan) -> Sequence[Message] | None:
+        """Nothing to answer: silence for a turn with no words (noise), a short apology (asking
+        them to say it again) for one whose transcription failed."""
+        if item.failure is None or not plan.apology:
+            return None
+        plan.fixed_text = plan.apology
+        return []
 
     def make_live(self, reply: Reply) -> None:
         """`reply` is the one the caller hears now; a live one before it is cut."""

@@ -35,10 +35,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.engines.base import PCM, SpeechToText, Transcript
+from pipeline.scheduler import DecodeScheduler, Priority
 
 #: A pause, for `should_partial`: the last 200 ms at least 25 dB below the utterance's loudest 20 ms.
 PAUSE_PROBE_S = 0.2
 PAUSE_DROP_DB = 25.0
+#: One engine call decodes at most this much audio: longer utterances are decoded window by
+#: window (Whisper's own window is 30 s; up to 28 s it encodes a window fitted to the clip), so
+#: one long commit never holds the shared engine for long, and there are no partials past it.
+DECODE_WINDOW_S = 28.0
+CUT_SEARCH_S = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +198,8 @@ class StreamingTranscriber:
         """
         if self._spec is not None or self.busy or self.duration_s < self.min_utterance_s:
             return False
+        if self.duration_s > DECODE_WINDOW_S:
+            return False  # a partial would be a windowed decode of everything: leave the CPU to finals
         if self._pausing():
             return False
         new_s = (self._samples - self._decoded_samples) / self._rate
@@ -208,7 +216,7 @@ class StreamingTranscriber:
         if self._spec is not None or self._samples == 0:
             return self._current()
         audio, covered = self._audio(), self._samples
-        transcript, elapsed = await self._decode(audio)
+        transcript, elapsed = await self._decode(audio, Priority.PARTIAL)
         self.stats.partial_decode_s.append(elapsed)
         self._decoded_samples = covered
         self._last_decode_s = elapsed
@@ -307,9 +315,20 @@ class StreamingTranscriber:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _final_decode(self, audio: PCM) -> Transcript:
-        transcript, elapsed = await self._decode(audio)
+        """Decode in windows of at most `DECODE_WINDOW_S`, each taking its own turn on the engine
+        (other calls' decodes go in between), and join their texts."""
+        pieces = windows(audio, self._rate)
+        results: list[Transcript] = []
+        elapsed = 0.0
+        for piece in pieces:
+            transcript, took = await self._decode(piece, Priority.FINAL)
+            results.append(transcript)
+            elapsed += took
         self.stats.final_decode_s.append(elapsed)
-        return transcript
+        if len(results) == 1:
+            return results[0]
+        text = " ".join(t.text.strip() for t in results if t.text.strip())
+        return Transcript(text=text, language=results[0].language)
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -318,12 +337,31 @@ class StreamingTranscriber:
             self._chunks = [np.concatenate(self._chunks)]
         return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
 
-    async def _decode(self, audio: PCM) -> tuple[Transcript, float]:
+    async def _decode(self, audio: PCM, priority: Priority) -> tuple[Transcript, float]:
         async with self._lock:
-            self._running = asyncio.current_task()  # type: ignore[assignment]
-            try:
-                t0 = self._clock()
-                transcript = await self.stt.transcribe(audio, language=self.language, prompt=self.prompt)
-                return transcript, self._clock() - t0
-            finally:
-                self._running = None
+            t0 = self._clock()
+            async with DecodeScheduler.of(self.stt).turn(priority):
+                self._running = asyncio.current_task()  # type: ignore[assignment]
+                try:
+                    transcript = await self.stt.transcribe(audio, language=self.language, prompt=self.prompt)
+                finally:
+                    self._running = None
+            return transcript, self._clock() - t0
+
+
+def windows(audio: PCM, rate: int, window_s: float = DECODE_WINDOW_S) -> list[PCM]:
+    """`audio` cut into pieces of at most `window_s`, each cut at the quietest 100 ms of the last
+    `CUT_SEARCH_S` before the limit (between words, where possible)."""
+    limit, search, block = int(window_s * rate), int(CUT_SEARCH_S * rate), rate // 10
+    pieces: list[PCM] = []
+    start = 0
+    while len(audio) - start > limit:
+        lo = start + limit - search
+        region = audio[lo : start + limit].astype(np.float32)
+        n = len(region) // block
+        energy = np.mean(np.square(region[: n * block].reshape(n, block)), axis=1)
+        cut = lo + int(np.argmin(energy)) * block + block // 2
+        pieces.append(audio[start:cut])
+        start = cut
+    pieces.append(audio[start:])
+    return pieces

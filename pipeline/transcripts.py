@@ -97,6 +97,9 @@ class Transcripts:
             if not task.cancelled() or (current is not None and current.cancelling()):
                 raise  # we are being cancelled, not the decode
             return "", "Transcription was discarded."
+        except Exception as e:  # an engine's own bug is still a failed transcript: the call goes on
+            log.exception("transcription of %s failed", item.id)
+            return "", f"{type(e).__name__}: {e}"
         return transcript.text.strip(), None
 
     async def final_text(self, item: Item) -> str:

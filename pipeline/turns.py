@@ -70,6 +70,9 @@ class CallConfig:
     #: No reply waits longer than this for a transcript: a decode that has not come back by then
     #: settles its turn as failed (the call goes on), so one lost transcript cannot stall the call.
     transcript_timeout_s: float = 30.0
+    #: Caller audio held uncommitted (turn detection off), and the longest turn (on): past it the
+    #: excess is dropped with an `input_audio_buffer_full` error / the turn is committed there.
+    max_input_audio_s: float = 120.0
 
 
 @dataclass(slots=True)

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # No reply waits longer than this for a transcript: a decode not back by then fails its turn
     # (transcription failed event), so one lost transcript cannot stall a call.
     realtime_transcript_timeout_s: float = Field(default=30.0, gt=0)
+    # Caller audio one call may hold uncommitted (turn detection off), and the longest turn (on):
+    # past it the excess is refused with an `input_audio_buffer_full` error / the turn is committed.
+    realtime_max_input_audio_s: float = Field(default=120.0, gt=0, le=3600)
 
     # Engines
     stt_engine: str = "whisper"

@@ -204,6 +204,7 @@ class Call:
             speculative=s.realtime_speculative,
             lead_ms=float(s.realtime_audio_lead_ms),
             transcript_timeout_s=s.realtime_transcript_timeout_s,
+            max_input_audio_s=s.realtime_max_input_audio_s,
         )
         if td is not None:
             c.threshold, c.prefix_padding_ms = float(td["threshold"]), int(td["prefix_padding_ms"])

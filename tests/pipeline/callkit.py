@@ -102,17 +102,25 @@ class FakeLLM(LanguageModel):
 
 
 class FakeTTS(TextToSpeech):
-    """A 200 Hz tone, 40 ms per character, at 16 kHz (resampled by the core to the output rate)."""
+    """A 200 Hz tone, 40 ms per character, at 16 kHz (resampled by the core to the output rate).
+
+    `error`, when set, is raised after the first chunk of the next sentence (a voice that breaks).
+    """
 
     sample_rate = RATE
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.error: Exception | None = None
 
     async def synthesize(self, text: str, *, language: str, speed: float = 1.0) -> AsyncIterator[PCM]:
         self.spoken.append(text)
         n = int(len(text) * 0.04 * RATE)
-        yield (np.sin(np.arange(n) * 2 * np.pi * 200 / RATE) * 3000).astype(np.int16)
+        tone = (np.sin(np.arange(n) * 2 * np.pi * 200 / RATE) * 3000).astype(np.int16)
+        yield tone[: n // 2]
+        if self.error is not None:
+            raise self.error
+        yield tone[n // 2 :]
 
 
 class Engines:

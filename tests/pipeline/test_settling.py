@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pipeline import RetryableEngineError
 from pipeline.events import InputCommitted, ItemDeleted, ResponseDone, TranscriptFailed, TranscriptFinal
 from tests.pipeline.callkit import Call, silence, speech
 
@@ -66,21 +65,6 @@ async def test_a_transcript_that_never_comes_fails_its_turn_in_bounded_time() ->
         assert call.engines.llm.histories[-1][-1].text == "Are you there?"
     finally:
         await call.close()
-
-
-async def test_a_failing_model_fails_the_turn_and_the_call_goes_on(call: Call) -> None:
-    """The STT engine raises: the turn's transcription fails, nothing is answered, the next turn is."""
-    call.engines.stt.error = RetryableEngineError("decoder out of memory")
-    await call.feed(speech(900))
-    await call.feed(silence(1500))
-    await call.until(TranscriptFailed)
-    assert "out of memory" in call.of(TranscriptFailed)[0].message
-    call.engines.stt.error = None
-    await call.feed(speech(900))
-    await call.feed(silence(1500))
-    await call.until(ResponseDone)
-    assert [d.status for d in call.of(ResponseDone)] == ["completed"]
-    assert len(call.of(TranscriptFinal)) == 1
 
 
 async def test_a_rejoined_turn_late_transcript_is_not_announced(call: Call) -> None:
