@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # How long a call keeps retrying to store its turns while the database is unreachable (they
     # wait in memory meanwhile); past it they are logged and dropped.
     realtime_store_retry_s: float = 120.0
+    # No reply waits longer than this for a transcript: a decode not back by then fails its turn
+    # (transcription failed event), so one lost transcript cannot stall a call.
+    realtime_transcript_timeout_s: float = Field(default=30.0, gt=0)
+    # Caller audio one call may hold uncommitted (turn detection off), and the longest turn (on):
+    # past it the excess is refused with an `input_audio_buffer_full` error / the turn is committed.
+    realtime_max_input_audio_s: float = Field(default=120.0, gt=0, le=3600)
 
     # Engines
     stt_engine: str = "whisper"
@@ -122,6 +128,8 @@ class Settings(BaseSettings):
     stt_remote_max_partials: int = 4
     # Partials are skipped while recent finals took longer than this (the tier is queueing).
     stt_remote_partial_max_latency_s: float = 1.5
+    # Decodes this gateway's calls may have in flight at once on the remote tier (which batches them).
+    stt_remote_concurrency: int = Field(default=16, ge=1, le=256)
     tts_remote_url: str | None = None
     tts_remote_model: str = "silvertalk-tts"
     # `auto` on our tier picks the per-language voice; vLLM-Omni Qwen3-TTS: e.g. "vivian".

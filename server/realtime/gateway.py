@@ -227,6 +227,8 @@ class Call:
             speed=session.speed or self.user.speech_rate or 1.0,
             speculative=s.realtime_speculative,
             lead_ms=float(s.realtime_audio_lead_ms),
+            transcript_timeout_s=s.realtime_transcript_timeout_s,
+            max_input_audio_s=s.realtime_max_input_audio_s,
         )
         c.apology = prompts.apology(c.language)
         if (td := session.turn_detection) is not None:
