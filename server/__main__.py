@@ -30,13 +30,24 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        **uvicorn_options(settings),
-    )
+    supervisor = None
+    if settings.redis_url and settings.jobs_workers > 0:
+        # One command serves everything: the job workers and the scheduler run beside us.
+        from server.jobs.runner import Supervisor
+
+        supervisor = Supervisor(["worker"] * settings.jobs_workers + ["scheduler"])
+        supervisor.start()
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            **uvicorn_options(settings),
+        )
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
 
 
 if __name__ == "__main__":

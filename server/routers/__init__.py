@@ -6,6 +6,7 @@ from server.generation import signing, webhooks
 from server.realtime import gateway, metrics
 from server.routers import (
     auth,
+    chat,
     conversations,
     events,
     generations,
@@ -27,6 +28,7 @@ ROUTERS: list[APIRouter] = [
     memories.router,
     conversations.router,
     generations.router,
+    chat.router,
     webhooks.router,
     signing.router,
     gateway.router,
