@@ -139,8 +139,9 @@ class Settings(BaseSettings):
     chat_max_text_chars: int = 2000
     # Turns of earlier calls and messages the companion is given with a new message.
     chat_history_turns: int = 20
-    # A job holds its message this long; past it (a dead worker) a sweep hands it to another.
-    chat_job_lease_s: float = 120.0
+    # A job holds its message this long, renewed while it works; a dead worker's message is taken
+    # over by the sweep once it runs out.
+    chat_job_lease_s: float = 30.0
     chat_max_attempts: int = 3
 
     @model_validator(mode="after")

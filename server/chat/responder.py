@@ -1,6 +1,7 @@
 """The "chat.process" job: a voice message through transcription, the companion and speech.
 
-`process` claims the message (a conditional UPDATE that bumps `attempts` and sets a lease), then
+`process` claims the message (a conditional UPDATE that bumps `attempts` and sets a lease, renewed
+while the run is alive; a killed worker's lease runs out and the sweep sends the message again), then
 advances it queued -> transcribing -> thinking -> speaking -> done, each step written only while
 this run still holds it (`attempts` unchanged), and pushes every change to the user. The answer's
 turns are stored in the same transaction that marks it done, so a message is answered once even
@@ -46,6 +47,7 @@ async def process(services: Services, message_id: str) -> None:
     attempt = await _claim(services, mid)
     if attempt is None:
         return
+    keeper = asyncio.create_task(_keep_lease(services, mid, attempt), name=f"lease-{mid}")
     try:
         await _answer(services, mid, attempt)
     except Lost:
@@ -57,6 +59,27 @@ async def process(services: Services, message_id: str) -> None:
     except Exception:
         log.exception("message %s: unexpected failure", mid)
         await _fail(services, mid, attempt, "Something went wrong on our side; please try again")
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+
+
+async def _keep_lease(services: Services, mid: uuid.UUID, attempt: int) -> None:
+    """Renew the lease while this run works, so only a dead run's message is ever taken over."""
+    lease = services.settings.chat_job_lease_s
+    while True:
+        await asyncio.sleep(lease / 3)
+        async with services.sessions() as s:
+            await s.execute(
+                sa.update(ChatMessage)
+                .where(
+                    col(ChatMessage.id) == mid,
+                    col(ChatMessage.attempts) == attempt,
+                    col(ChatMessage.status).in_(ACTIVE),
+                )
+                .values(lease_until=utcnow() + timedelta(seconds=lease))
+            )
+            await s.commit()
 
 
 async def _answer(services: Services, mid: uuid.UUID, attempt: int) -> None:

@@ -111,7 +111,7 @@ class GenerationRunner:
     async def sweep(self) -> None:
         """Check overdue predictions, restart lost creates, fill free slots with queued work."""
         now = utcnow()
-        stuck_before = now - timedelta(seconds=2 * self.settings.replicate_timeout_s + 60)
+        stuck_before = now - self._create_lease()
         async with self.services.sessions() as session:
             due = (
                 await session.scalars(
@@ -135,7 +135,7 @@ class GenerationRunner:
                     sa.select(col(Generation.id)).where(
                         col(Generation.status) == "running",
                         col(Generation.prediction_id).is_(None),
-                        col(Generation.started_at) < stuck_before,
+                        col(Generation.updated_at) < stuck_before,
                     )
                 )
             ).all()
@@ -161,20 +161,13 @@ class GenerationRunner:
         elif gen.prediction_id:
             await self.check(generation_id)
             return
-        elif gen.prediction_input is not None and gen.started_at is not None:
-            # An earlier run claimed the slot and may have made the prediction before it died.
-            model = self._model(gen)
-            try:
-                prediction = await self.client.find(
-                    model, gen.prediction_input, created_after=gen.started_at - CLOCK_SLACK
-                )
-            except ReplicateError as e:
-                if not e.retryable:
-                    await self._fail(gid, f"The {NOUN[gen.kind]} could not be started. {e}")
-                    return
-                raise  # transient: the queue retries the job
-            if prediction is not None:
-                log.info("generation %s: found prediction %s made before a crash", gid, prediction["id"])
+        else:
+            # Running without a prediction id: another run is creating it, or died doing so.
+            if gen.updated_at > utcnow() - self._create_lease():
+                return  # alive (or not known dead yet): the sweep sends it again once the lease is over
+            prediction = await self._find_made(gen)
+            if prediction is None and gen.prediction_input is not None:
+                log.info("generation %s: no prediction was made before the crash; creating it", gid)
         if prediction is None:
             prediction = await self._create(gen)
             if prediction is None:
@@ -221,6 +214,26 @@ class GenerationRunner:
                 return None
         return await self._load(gid)
 
+    def _create_lease(self) -> timedelta:
+        """How long one create may take (its HTTP timeout and wait, and a margin)."""
+        s = self.settings
+        return timedelta(seconds=s.replicate_timeout_s + s.replicate_prefer_wait_s + 5)
+
+    async def _find_made(self, gen: Generation) -> dict[str, Any] | None:
+        """The prediction an earlier create made with the stored input, if Replicate has one.
+
+        Raises ReplicateError when Replicate cannot say (the job is retried; creating blindly
+        might make a second one).
+        """
+        if gen.prediction_input is None or gen.started_at is None:
+            return None  # the earlier run died before it sent anything
+        found = await self.client.find(
+            self._model(gen), gen.prediction_input, created_after=gen.started_at - CLOCK_SLACK
+        )
+        if found is not None:
+            log.info("generation %s: found prediction %s made before a crash", gen.id, found["id"])
+        return found
+
     def _model(self, gen: Generation) -> str:
         if gen.kind == "image":
             return self.settings.replicate_image_model
@@ -248,6 +261,13 @@ class GenerationRunner:
         webhook = f"{base.rstrip('/')}/v1/webhooks/replicate" if base else None
         for attempt in range(CREATE_ATTEMPTS):
             try:
+                if attempt > 0:
+                    # The last try may have made it before failing (a timeout): never make two.
+                    await self._transition(gen.id, ("running",), guard_no_prediction=True)  # lease
+                    gen.prediction_input = inputs
+                    found = await self._find_made(gen)
+                    if found is not None:
+                        return found
                 return await self.client.create(self._model(gen), inputs, webhook=webhook, wait_s=wait_s)
             except ReplicateError as e:
                 if not e.retryable or attempt == CREATE_ATTEMPTS - 1:

@@ -47,6 +47,11 @@ async def worker_services() -> Services:
             # Jobs sent from a job (the next queued generation) go back to the queue.
             services.extras["jobs"] = _state.get("jobs") or InlineJobs(services)
             _state["stack"], _state["services"] = stack, services
+            if services.settings.preload_engines:
+                from server.realtime.gateway import get_engines
+
+                engines = await get_engines(services)
+                stack.push_async_callback(engines.aclose)
     found: Services = _state["services"]
     return found
 
@@ -76,7 +81,9 @@ def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker.start()
-    log.info("jobs worker %s: %d threads", broker.broker_id, settings.jobs_worker_threads)
+    # Open the services (and load the engines) now, not in the first job: a message's wait.
+    get_event_loop_thread().run_coroutine(worker_services())  # type: ignore[union-attr]
+    log.info("jobs worker %s ready: %d threads", broker.broker_id, settings.jobs_worker_threads)
     stop.wait()
     worker.stop(timeout=30_000)
     broker.close()
