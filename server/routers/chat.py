@@ -60,8 +60,9 @@ async def send_message(
             msg.language = _language(form.get("language"), user.language)
             data = await upload.read(settings.chat_max_audio_bytes + 1)
         if len(data) > settings.chat_max_audio_bytes:
-            limit_mb = settings.chat_max_audio_bytes / 1024 / 1024
-            raise HTTPException(413, f"The recording is too big: at most {limit_mb:.0f} MB")
+            cap = settings.chat_max_audio_bytes
+            size = f"{cap / 1024 / 1024:.0f} MB" if cap >= 1024 * 1024 else f"{cap // 1024} KB"
+            raise HTTPException(413, f"The recording is too big: at most {size}")
         try:
             pcm = await asyncio.to_thread(audio.decode_upload, data, max_seconds=settings.chat_max_audio_s)
         except BadAudio as e:
