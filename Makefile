@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/whisper-base/model.bin
 
-.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest lint setup models migrate clean browser
+.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-messages lint setup models migrate clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,8 @@ lint: setup
 bench: setup
 	$(PY) -m bench all
 
-# One benchmark each: make bench-v2v | bench-floor | bench-bargein | bench-calls | bench-rest
-bench-v2v bench-floor bench-bargein bench-calls bench-rest: setup
+# One benchmark each: make bench-v2v | bench-floor | bench-bargein | bench-calls | bench-rest | bench-messages
+bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-messages: setup
 	$(PY) -m bench $(@:bench-%=%)
 
 clean:

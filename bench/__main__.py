@@ -1,4 +1,5 @@
-"""`python -m bench all|v2v|floor|bargein|calls|rest [options]`: run benchmarks, print tables, write JSON.
+"""`python -m bench all|v2v|floor|bargein|calls|rest|messages [options]`: run benchmarks, print tables,
+write JSON.
 
 `all` runs every benchmark once with its defaults (about 10 minutes on a 2-core machine). One
 benchmark that fails (a server that will not start, say) is reported and the others still run;
@@ -12,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, floor, rest, v2v
+from bench import bargein, calls, floor, messages, rest, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -20,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "bargein": bargein.main,
     "calls": calls.main,
     "rest": rest.main,
+    "messages": messages.main,
 }
 
 
