@@ -58,6 +58,7 @@ async function useToken(token) {
 
 function logout(text) {
   if (app.call) app.call.hangup();
+  voiceMessages.closeUpdates();
   app.token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   $("who").hidden = true;

@@ -1,9 +1,9 @@
 // Voice messages: hold the button to record, let go to send, hear the answer.
 //
 // The recording (MediaRecorder: WebM/Opus in Chrome and Firefox, MP4/AAC in Safari) is posted to
-// POST /v1/chat/messages; the message is then followed by polling GET /v1/chat/messages/{id} (the
-// status also arrives as `silvertalk.message.updated` on an open call) until its reply is ready,
-// which plays at once. A failed message shows why and offers "retry".
+// POST /v1/chat/messages. Its status changes are pushed on GET /v1/chat/updates (Server-Sent
+// Events, read with fetch so the token goes in a header), and a slow poll of the message covers a
+// stream that is down. The reply plays as soon as it is ready. A failed message offers "retry".
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +25,9 @@ export class VoiceMessages {
     this.chunks = [];
     this.items = new Map(); // message id -> its <li>
     this.following = new Set();
+    this.played = new Set();
+    this.pushed = 0; // events received on the updates stream (tests read it)
+    this.stream = null; // the AbortController of the open updates stream
     const button = $("vm-record");
     const start = (e) => { e.preventDefault(); this.start(); };
     const stop = (e) => { e.preventDefault(); this.stop(); };
@@ -106,7 +109,7 @@ export class VoiceMessages {
     this.following.add(id);
     try {
       for (;;) {
-        await new Promise((resolve) => setTimeout(resolve, 400));
+        await new Promise((resolve) => setTimeout(resolve, this.stream ? 2000 : 500));
         const r = await this.api(`/v1/chat/messages/${id}`);
         if (!r.ok) return;
         const m = await r.json();
@@ -119,12 +122,53 @@ export class VoiceMessages {
     }
   }
 
-  // A pushed `silvertalk.message.updated` (on an open call) updates the list at once.
+  // A pushed `silvertalk.message.updated` updates the list at once.
   updated(m) {
+    this.pushed += 1;
     this.show(m);
+    if (m.status === "done") this.play(m);
+  }
+
+  async openUpdates() {
+    if (this.stream) return;
+    const abort = new AbortController();
+    this.stream = abort;
+    try {
+      const r = await this.api("/v1/chat/updates", { signal: abort.signal });
+      if (!r.ok) return;
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          for (const line of block.split("\n")) {
+            if (!line.startsWith("data: ")) continue;
+            const event = JSON.parse(line.slice(6));
+            if (event.type === "silvertalk.message.updated") this.updated(event.message);
+          }
+        }
+      }
+    } catch {
+      // closed or offline: the poll carries on, and the stream is opened again below
+    } finally {
+      if (this.stream === abort) this.stream = null;
+      if (!abort.signal.aborted) setTimeout(() => this.openUpdates(), 3000);
+    }
+  }
+
+  closeUpdates() {
+    this.stream?.abort();
+    this.stream = null;
   }
 
   async play(m) {
+    if (this.played.has(m.id)) return;
+    this.played.add(m.id);
     const li = this.items.get(m.id);
     const r = await this.api(m.reply_audio_url);
     if (!r.ok || !li) return;
@@ -165,9 +209,13 @@ export class VoiceMessages {
   }
 
   async load() {
+    this.openUpdates();
     const r = await this.api("/v1/chat/messages?limit=20");
     if (!r.ok) return;
     const page = await r.json();
-    for (const m of page.items.slice().reverse()) this.show(m);
+    for (const m of page.items.slice().reverse()) {
+      if (m.status === "done") this.played.add(m.id); // old answers do not replay
+      this.show(m);
+    }
   }
 }

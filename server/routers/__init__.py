@@ -14,6 +14,7 @@ from server.routers import (
     home,
     memories,
     photos,
+    updates,
     users,
     web,
 )
@@ -29,6 +30,7 @@ ROUTERS: list[APIRouter] = [
     conversations.router,
     generations.router,
     chat.router,
+    updates.router,
     webhooks.router,
     signing.router,
     gateway.router,

@@ -52,6 +52,7 @@ def test_hold_to_record_release_to_send_hear_the_answer(
         "return a && a.duration > 1 && (a.currentTime > 0 || a.ended); }",
         timeout_s=30,
     )
+    assert page.evaluate("window.silvertalk.messages.pushed") >= 3  # queued .. done came on the stream
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-voice-message.png"), full_page=True)
     assert errors == []

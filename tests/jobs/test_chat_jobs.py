@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import FIXTURES
 from tests.fakes.gemini import FakeGemini
 from tests.jobs.cluster import Cluster, wait_until
+from tests.updates import UpdatesReader
 
 pytestmark = pytest.mark.slow
 
@@ -69,16 +70,20 @@ def test_wav_message_gets_a_spoken_reply(
         cluster.start("worker")
         headers = cluster.login("jobs-kim")
         wav = (FIXTURES / "osr_us_000_0034_8k.wav").read_bytes()
-        r = cluster.client.post(
-            "/v1/chat/messages",
-            headers=headers,
-            files={"audio": ("hello.wav", wav, "audio/wav")},
-            data={"language": "en"},
-        )
-        assert r.status_code == 202, r.text
-        assert r.json()["status"] == "queued" and r.json()["input"] == "audio"
-        done = finished(cluster, headers, r.json()["id"], timeout=120)
-        assert done["status"] == "done", done
+        with UpdatesReader(cluster.server.url, headers) as page:
+            r = cluster.client.post(
+                "/v1/chat/messages",
+                headers=headers,
+                files={"audio": ("hello.wav", wav, "audio/wav")},
+                data={"language": "en"},
+            )
+            assert r.status_code == 202, r.text
+            assert r.json()["status"] == "queued" and r.json()["input"] == "audio"
+            done = finished(cluster, headers, r.json()["id"], timeout=120)
+            assert done["status"] == "done", done
+            # The worker's status changes reached the page through Redis.
+            wait_until(lambda: "done" in page.statuses(done["id"]), 10, f"the page to hear: {page.events}")
+        assert page.statuses(done["id"]) == ["queued", "transcribing", "thinking", "speaking", "done"]
         assert len(done["transcript"].split()) > 5
         assert done["reply_text"] == "I remember that speech. It still moves people today."
         assert {"transcribe_ms", "first_token_ms", "tts_ms", "total_ms"} <= set(done["timings"])

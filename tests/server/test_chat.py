@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import redis as redis_sync
@@ -19,8 +20,9 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from storage import db
 from storage.models import Conversation, Turn
-from tests.conftest import dev_login, make_settings
+from tests.conftest import LiveServer, dev_login, make_settings
 from tests.fakes.gemini import FakeGemini, Reply
+from tests.updates import UpdatesReader
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "whisper-base"
 
@@ -216,3 +218,31 @@ def test_list_pages_newest_first_and_others_are_not_found(
         assert client.get(f"/v1/chat/messages/{ids[0]}/audio", headers=other).status_code == 404
         for mid in ids:
             wait_done(client, headers, mid)
+
+
+def test_page_gets_each_status_change(tmp_path: Path, sqlite_url: str, gemini: FakeGemini) -> None:
+    """An open page stream (`/v1/chat/updates`) sees the message queued, thinking, speaking, done."""
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        stt_model_dir=MODEL_DIR,
+        llm_engine="gemini",
+        gemini_base_url=gemini.url,
+        gemini_api_key=gemini.api_key,
+    )
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url, trust_env=False, timeout=30) as client:
+        headers = dev_login(client, "chat-page")
+        other = dev_login(client, "chat-page-other")
+        with UpdatesReader(live.url, headers) as page, UpdatesReader(live.url, other) as other_page:
+            r = client.post(
+                "/v1/chat/messages", headers=headers, json={"text": "Hello there", "language": "en"}
+            )
+            mid = r.json()["id"]
+            deadline = time.monotonic() + 60
+            while "done" not in page.statuses(mid):
+                assert time.monotonic() < deadline, page.events
+                time.sleep(0.1)
+        assert page.statuses(mid) == ["queued", "thinking", "speaking", "done"]
+        done = next(e["message"] for e in page.events if e["message"]["status"] == "done")
+        assert done["reply_audio_url"] and done["reply_text"]
+        assert other_page.events == []  # nobody else's
