@@ -34,7 +34,12 @@ def main() -> None:
     if settings.redis_url and settings.jobs_workers > 0:
         # One command serves everything: the job workers and the scheduler run beside us.
         from server.jobs.runner import Supervisor
+        from storage import db
 
+        if settings.migrate_on_start:
+            # Before the children start, so that no two processes migrate the database at once.
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            db.migrate(settings.resolved_database_url)
         supervisor = Supervisor(["worker"] * settings.jobs_workers + ["scheduler"])
         supervisor.start()
     try:

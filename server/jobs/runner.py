@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -132,7 +133,10 @@ class Supervisor:
         self._thread.start()
 
     def _spawn(self, i: int) -> None:
-        self.procs[i] = subprocess.Popen([sys.executable, "-m", "server.jobs", self.roles[i]])
+        # The server has migrated the database already; its settings reach the child through
+        # the environment (and .env), as they reached the server.
+        env = os.environ | {"SILVERTALK_MIGRATE_ON_START": "false"}
+        self.procs[i] = subprocess.Popen([sys.executable, "-m", "server.jobs", self.roles[i]], env=env)
 
     def _watch(self) -> None:
         while not self._stop.is_set():
