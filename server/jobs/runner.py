@@ -126,6 +126,7 @@ class Supervisor:
     def __init__(self, roles: list[str]) -> None:
         self.roles = roles
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(roles)
+        self.next_start = [0.0] * len(roles)  # a child that keeps dying is started less often
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="jobs-supervisor", daemon=True)
 
@@ -139,13 +140,23 @@ class Supervisor:
         self.procs[i] = subprocess.Popen([sys.executable, "-m", "server.jobs", self.roles[i]], env=env)
 
     def _watch(self) -> None:
+        started = [0.0] * len(self.roles)
+        delay = [1.0] * len(self.roles)
         while not self._stop.is_set():
+            now = time.monotonic()
             for i, proc in enumerate(self.procs):
-                if proc is None or proc.poll() is not None:
-                    if proc is not None:
-                        log.warning("jobs %s exited (%s); starting again", self.roles[i], proc.returncode)
+                if proc is not None and proc.poll() is None:
+                    continue
+                if proc is not None and self.next_start[i] == 0.0:
+                    # Died soon after starting: back off (1 s doubling to a minute); else at once.
+                    delay[i] = min(delay[i] * 2, 60.0) if now - started[i] < 10 else 1.0
+                    self.next_start[i] = now + delay[i]
+                    role, code = self.roles[i], proc.returncode
+                    log.warning("jobs %s exited (%s); starting again in %.0f s", role, code, delay[i])
+                if now >= self.next_start[i]:
                     self._spawn(i)
-            self._stop.wait(1.0)
+                    started[i], self.next_start[i] = now, 0.0
+            self._stop.wait(0.5)
 
     def stop(self) -> None:
         self._stop.set()
