@@ -34,7 +34,7 @@ from server.generation.public import generation_public, updated_event
 from server.generation.replicate import TERMINAL, ReplicateClient, progress_from_logs
 from server.jobs import JobsUnavailable
 from server.jobs.push import push_to_user
-from storage.models import Generation, Memory, MemoryPhoto, utcnow
+from storage.models import Generation, Memory, MemoryPhoto, WebhookDelivery, utcnow
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -49,6 +49,8 @@ NOUN = {"image": "picture", "video": "video"}
 SLOTS_LOCK = 0x5117E6
 #: Replicate's clock and ours may differ a little: look back this much further for a lost create.
 CLOCK_SLACK = timedelta(minutes=2)
+#: Webhook ids are kept to refuse repeats; past the 5-minute timestamp tolerance they cannot repeat.
+WEBHOOK_IDS_KEPT = timedelta(hours=1)
 
 
 def runner(services: Services) -> GenerationRunner:
@@ -109,8 +111,14 @@ class GenerationRunner:
             log.warning("generation %s: webhook not queued: %s", generation_id, e)
 
     async def sweep(self) -> None:
-        """Check overdue predictions, restart lost creates, fill free slots with queued work."""
+        """Check overdue predictions, restart lost creates, fill free slots with queued work, and
+        forget webhook ids too old to come again (a delivery over five minutes old is refused)."""
         now = utcnow()
+        async with self.services.sessions() as session:
+            await session.execute(
+                sa.delete(WebhookDelivery).where(col(WebhookDelivery.received_at) < now - WEBHOOK_IDS_KEPT)
+            )
+            await session.commit()
         stuck_before = now - self._create_lease()
         async with self.services.sessions() as session:
             due = (
