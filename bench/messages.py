@@ -30,7 +30,7 @@ from clients.realtime_client import login
 PG_ADMIN_DSN = os.environ.get("SILVERTALK_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SILVERTALK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 REPLY = "That sounds lovely. Tell me a little more about it, please."
-STAGES = ("queued_ms", "transcribe_ms", "first_token_ms", "llm_ms", "tts_ms", "total_ms")
+STAGES = ("upload_ms", "queued_ms", "transcribe_ms", "first_token_ms", "llm_ms", "tts_ms", "total_ms")
 
 
 async def send(

@@ -91,7 +91,9 @@ async def _answer(services: Services, mid: uuid.UUID, attempt: int) -> None:
         user = await s.get(User, msg.user_id) if msg else None
     if msg is None or user is None:
         return
-    timings: dict[str, float] = {"queued_ms": _ms_since(msg.created_at)}
+    # Only the router's part carries over (a retried message's last run measured its own).
+    timings = {k: v for k, v in (msg.timings or {}).items() if k == "upload_ms"}
+    timings["queued_ms"] = round(_ms_since(msg.created_at) - timings.get("upload_ms", 0.0), 1)
     engines = await get_engines(services)
     text = msg.text or ""
     if msg.input_kind == "audio" and msg.input_media_key:

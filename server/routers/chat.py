@@ -89,6 +89,8 @@ async def send_message(
         key = f"chat/{msg.id}/input.wav"
         await services.media.put(key, await asyncio.to_thread(audio.to_wav, pcm, audio.SAMPLE_RATE))
         msg.input_media_key = key
+    # Receiving, checking and decoding the upload (the rest of the timings are the job's).
+    msg.timings = {"upload_ms": round((utcnow() - msg.created_at).total_seconds() * 1000, 1)}
     session.add(msg)
     await session.commit()
     await _queue(services, msg)

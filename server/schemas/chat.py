@@ -27,7 +27,8 @@ class ChatMessagePublic(BaseModel):
     reply_audio_url: str | None = None
     #: Plain words when `failed`
     error: str | None = None
-    #: ms: queued, transcribe, first_token, llm, tts, total (upload to reply audio ready)
+    #: ms: upload (received and decoded), queued, transcribe, first_token, llm, tts, and total
+    #: (from the upload's arrival to the reply audio being ready)
     timings: dict[str, float] = Field(default_factory=dict)
     created_at: str
     updated_at: str

@@ -86,7 +86,9 @@ def test_wav_message_gets_a_spoken_reply(
         assert page.statuses(done["id"]) == ["queued", "transcribing", "thinking", "speaking", "done"]
         assert len(done["transcript"].split()) > 5
         assert done["reply_text"] == "I remember that speech. It still moves people today."
-        assert {"transcribe_ms", "first_token_ms", "tts_ms", "total_ms"} <= set(done["timings"])
+        assert {"upload_ms", "queued_ms", "transcribe_ms", "first_token_ms", "tts_ms", "total_ms"} <= set(
+            done["timings"]
+        )
         # The companion was asked with its persona and the words that were heard.
         sent = gemini.requests[-1].body
         assert "Silvertalk" in str(sent.get("systemInstruction") or sent.get("system_instruction"))
