@@ -108,9 +108,13 @@ def test_wav_message_gets_a_spoken_reply(
 def test_worker_killed_mid_job_finishes_once(
     tmp_path: Path, postgres_url: str, redis_url: str, gemini: FakeGemini
 ) -> None:
-    """SIGKILL while the companion thinks: the job is delivered again and the message is answered once."""
+    """SIGKILL while the companion thinks: the queue delivers the job again, the message is answered once.
+
+    No scheduler runs here, so only the redelivery of the unacknowledged message can finish it. The
+    lease (renewed every 0.5 s while a run lives) is shorter than the redelivery wait (2 s).
+    """
     gemini.ttft_s = 4.0
-    opts = gemini_settings(gemini) | {"chat_job_lease_s": 3.0}
+    opts = gemini_settings(gemini) | {"chat_job_lease_s": 1.5}
     with Cluster(tmp_path, postgres_url, redis_url, **opts) as cluster:
         first = cluster.start("worker")
         headers = cluster.login("jobs-lee")
@@ -126,7 +130,6 @@ def test_worker_killed_mid_job_finishes_once(
         cluster.kill(first)
         gemini.ttft_s = 0.3
         cluster.start("worker")
-        cluster.start("scheduler")
         done = finished(cluster, headers, mid, timeout=90)
         assert done["status"] == "done", done
         assert len(gemini.requests) == 2  # the killed run's question, and the one that finished
