@@ -126,7 +126,8 @@ class GenerationRunner:
                     sa.select(col(Generation.id)).where(
                         col(Generation.status) == "running",
                         col(Generation.prediction_id).is_not(None),
-                        col(Generation.next_check_at) <= now,
+                        # NULL: running when this version was installed; check it now.
+                        sa.or_(col(Generation.next_check_at) <= now, col(Generation.next_check_at).is_(None)),
                     )
                 )
             ).all()
