@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import col
 
-from server.generation import OutputRefused, ReplicateError, prompts, signing
+from server.generation import OutputRefused, ReplicateError, outputs, prompts, signing
 from server.generation.fetcher import OutputFetcher
 from server.generation.public import generation_public, updated_event
 from server.generation.replicate import TERMINAL, ReplicateClient, progress_from_logs
 from server.jobs import JobsUnavailable
 from server.jobs.push import push_to_user
-from storage.models import Generation, Memory, MemoryPhoto, WebhookDelivery, utcnow
+from storage.models import Generation, WebhookDelivery, utcnow
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -338,7 +338,7 @@ class GenerationRunner:
             reason = str(prediction.get("error") or "no reason was given").strip()
             await self._fail(gen.id, f"The {noun} could not be made: {reason[:500]}")
             return
-        url = _first_url(prediction.get("output"))
+        url = outputs.first_url(prediction.get("output"))
         if url is None:
             await self._fail(gen.id, f"The {noun} finished without a file")
             return
@@ -346,74 +346,15 @@ class GenerationRunner:
             data = await self.fetcher.fetch(url)
             if gen.kind == "image":
                 await asyncio.to_thread(self.fetcher.inspect_image, data)
-                await self._store_image(gen, data)
+                await outputs.store_image(self.services, gen, data)
             else:
                 poster = await asyncio.to_thread(self.fetcher.inspect_video, data)
-                await self._store_video(gen, data, poster)
+                await outputs.store_video(self.services, gen, data, poster)
         except OutputRefused as e:
             log.warning("generation %s: output refused: %s", gen.id, e)
             await self._fail(gen.id, f"The finished {noun} could not be kept: {e}")
             return
         await self._push(gen.id)
-
-    async def _store_image(self, gen: Generation, data: bytes) -> None:
-        from server.photostore import ImageRejected, delete_photo_files, save_photo
-
-        async with self.services.sessions() as session:
-            memory = await session.get(Memory, gen.memory_id) if gen.memory_id else None
-            caption = memory.title if memory is not None else gen.prompt[:200]
-            try:
-                photo = await save_photo(
-                    self.services, session, gen.user_id, data, caption=caption, source="generated"
-                )
-            except ImageRejected as e:
-                raise OutputRefused(f"the picture was not accepted ({e})") from e
-            if memory is not None:
-                last = await session.scalar(
-                    sa.select(sa.func.max(col(MemoryPhoto.position))).where(
-                        col(MemoryPhoto.memory_id) == memory.id
-                    )
-                )
-                session.add(MemoryPhoto(memory_id=memory.id, photo_id=photo.id, position=(last or 0) + 1))
-            done = await session.execute(
-                sa.update(Generation)
-                .where(col(Generation.id) == gen.id, col(Generation.status) == "running")
-                .values(
-                    status="succeeded",
-                    result_photo_id=photo.id,
-                    progress=1.0,
-                    error=None,
-                    completed_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
-            if done.rowcount == 1:  # type: ignore[attr-defined]
-                await session.commit()
-                return
-            # Cancelled while we stored it: keep nothing.
-            await session.rollback()
-            await session.delete(photo)
-            await session.commit()
-        await delete_photo_files(self.services, photo)
-
-    async def _store_video(self, gen: Generation, data: bytes, poster: bytes) -> None:
-        video_key = f"generations/{gen.id}/video.mp4"
-        poster_key = f"generations/{gen.id}/poster.jpg"
-        await self.services.media.put(video_key, data)
-        await self.services.media.put(poster_key, poster)
-        stored = await self._transition(
-            gen.id,
-            ("running",),
-            status="succeeded",
-            result_media_key=video_key,
-            poster_media_key=poster_key,
-            progress=1.0,
-            error=None,
-            completed_at=utcnow(),
-        )
-        if not stored:
-            await self.services.media.delete(video_key)
-            await self.services.media.delete(poster_key)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -490,13 +431,3 @@ class GenerationRunner:
             ).all()
         for gid in queued:
             await self._send("generation.start", gid)
-
-
-def _first_url(output: Any) -> str | None:
-    if isinstance(output, str) and output:
-        return output
-    if isinstance(output, list):
-        for item in output:
-            if isinstance(item, str) and item:
-                return item
-    return None
