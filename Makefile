@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/whisper-base/model.bin
 
-.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-load bench-endpointing bench-soak lint setup models migrate clean browser run-cluster haproxy
+.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-load bench-endpointing bench-soak bench-messages lint setup models migrate clean browser run-cluster haproxy
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,8 +55,8 @@ bench: setup
 	$(PY) -m bench all
 
 # One benchmark each: make bench-v2v | bench-floor | bench-bargein | bench-calls | bench-rest | bench-fuzz
-# | bench-endpointing | bench-soak (20 minutes of calls plus warm-up; SOAK_ARGS="--minutes 3" for less)
-bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-endpointing bench-soak: setup
+# | bench-messages | bench-endpointing | bench-soak (20 minutes of calls plus warm-up; SOAK_ARGS="--minutes 3" for less)
+bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-messages bench-endpointing bench-soak: setup
 	$(PY) -m bench $(@:bench-%=%) $(if $(filter bench-soak,$@),$(SOAK_ARGS))
 
 # Voice-to-voice with 1, 6 and 16 concurrent callers, in-process and through the inference tier

@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, endpointing, floor, fuzz, load, rest, soak, v2v
+from bench import bargein, calls, endpointing, floor, fuzz, load, messages, rest, soak, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "fuzz": fuzz.main,
     "load": load.main,
     "soak": soak.main,
+    "messages": messages.main,
 }
 #: Left out of `all`: too long to run with the others.
 ON_ITS_OWN = {"load", "endpointing", "soak"}

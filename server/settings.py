@@ -178,6 +178,7 @@ class Settings(BaseSettings):
     replicate_allow_loopback_outputs: bool = False
     generation_images_per_day: int = 20
     generation_videos_per_day: int = 3
+    # Predictions in flight at once, across every worker (counted in the database).
     generation_max_concurrent: int = 4
     generation_max_output_bytes: int = 100 * 1024 * 1024
     replicate_timeout_s: float = 30.0
@@ -188,6 +189,29 @@ class Settings(BaseSettings):
     generation_poll_max_interval_s: float = 30.0
     generation_timeout_s: float = 20 * 60
     generation_signed_url_ttl_s: int = 15 * 60
+
+    # Background jobs (server/jobs). With `redis_url` they go to Dramatiq worker processes; without
+    # it they run inline in the server process (the embedded set-up).
+    # Worker processes `python -m server` starts and restarts when `redis_url` is set (0: run
+    # `python -m server.jobs worker` yourself, as compose.yaml does).
+    jobs_workers: int = 1
+    # Jobs one worker process runs at once (Dramatiq worker threads sharing one event loop).
+    jobs_worker_threads: int = 4
+    # A worker silent this long is dead: the jobs it held are delivered again.
+    jobs_redelivery_s: float = 30.0
+    # How often the scheduler runs the sweeps (late webhooks, stuck jobs, queued work).
+    jobs_sweep_interval_s: float = 5.0
+
+    # Voice messages (POST /v1/chat/messages)
+    chat_max_audio_bytes: int = 10 * 1024 * 1024
+    chat_max_audio_s: float = 120.0
+    chat_max_text_chars: int = 2000
+    # Turns of earlier calls and messages the companion is given with a new message.
+    chat_history_turns: int = 20
+    # A job holds its message this long, renewed while it works; a dead worker's message is taken
+    # over by the sweep once it runs out.
+    chat_job_lease_s: float = 30.0
+    chat_max_attempts: int = 3
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

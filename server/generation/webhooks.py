@@ -5,7 +5,7 @@ Verification follows Replicate's (Standard Webhooks) scheme: the key is the base
 `webhook-signature` holds space-separated `v1,<base64 HMAC-SHA256>` entries, any of which may
 match (compared in constant time). A timestamp more than five minutes off is refused, so a captured
 delivery cannot be replayed later, and each `webhook-id` is handled once (a WebhookDelivery row),
-because Replicate repeats deliveries. The body only wakes the worker: the worker still checks the
+because Replicate repeats deliveries. The body only queues a check: the job still checks the
 generation's state, so a valid but late or odd delivery cannot move a finished generation.
 """
 
@@ -77,7 +77,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now: float | No
 
 @router.post("/replicate", status_code=status.HTTP_200_OK)
 async def replicate_webhook(request: Request, services: ServicesDep, session: SessionDep) -> dict[str, str]:
-    """Verify, de-duplicate, and hand the prediction to the worker."""
+    """Verify, de-duplicate, and queue a check of the generation with this prediction."""
     secret = services.settings.replicate_webhook_secret
     if not secret:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Webhooks are not configured on this server")
@@ -106,5 +106,5 @@ async def replicate_webhook(request: Request, services: ServicesDep, session: Se
     worker = services.generation
     if generation_id is None or worker is None:
         return {"status": "ignored"}
-    worker.deliver(generation_id, prediction)
+    await worker.deliver(generation_id, prediction)
     return {"status": "accepted"}

@@ -6,6 +6,7 @@ from server.generation import signing, webhooks
 from server.realtime import gateway, metrics
 from server.routers import (
     auth,
+    chat,
     conversations,
     events,
     generations,
@@ -13,6 +14,7 @@ from server.routers import (
     home,
     memories,
     photos,
+    updates,
     users,
     web,
 )
@@ -27,6 +29,8 @@ ROUTERS: list[APIRouter] = [
     memories.router,
     conversations.router,
     generations.router,
+    chat.router,
+    updates.router,
     webhooks.router,
     signing.router,
     gateway.router,

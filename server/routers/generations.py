@@ -151,7 +151,7 @@ async def create_generation(
     )
     session.add(gen)
     await session.commit()
-    worker.submit(gen.id)
+    await worker.send_start(gen.id)
     return await generation_public(session, gen)
 
 
