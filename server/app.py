@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -10,12 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import UpstreamError, generation, realtime
-from server.middleware import MaxBodySizeMiddleware
+from server.middleware import MaxBodySizeMiddleware, UnicodeJsonMiddleware
 from server.ratelimit import RateLimiter
 from server.settings import Settings
 from storage import db
@@ -74,13 +78,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="Silvertalk", version="0.1.0", lifespan=lifespan)
+    # Added innermost first: the last one added sees the request first.
+    app.add_middleware(UnicodeJsonMiddleware)
     app.add_middleware(MaxBodySizeMiddleware, max_bytes=settings.max_upload_bytes + 64 * 1024)
 
     @app.exception_handler(UpstreamError)
     async def _upstream(_request: Any, exc: UpstreamError) -> Any:
-        from fastapi.responses import JSONResponse
-
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Any, exc: RequestValidationError) -> Any:
+        # FastAPI's own handler echoes the input in UTF-8, which fails (500) on text that is no
+        # Unicode (a lone surrogate from a query or form); ASCII JSON escapes any input.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True).encode()
+        return Response(body, status_code=422, media_type="application/json")
 
     from server.routers import ROUTERS
 

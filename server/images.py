@@ -24,7 +24,7 @@ import io
 import threading
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -49,6 +49,8 @@ EXTENSIONS = {content_type: ext for _, content_type, ext in _ORIGINAL.values()}
 # warnings.catch_warnings() swaps process-wide state; serialise the (header-only, cheap) open.
 _open_lock = threading.Lock()
 
+# Capture times outside these years are unset clocks, not dates.
+_MIN_YEAR, _MAX_YEAR = 1900, 2200
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 0x9003
 _OFFSET_TIME_ORIGINAL = 0x9011
@@ -174,7 +176,14 @@ def _taken_at(im: Image.Image, default_tz: tzinfo) -> datetime | None:
         return None  # "0000:00:00 00:00:00" and other placeholders
     offset = exif.get(_OFFSET_TIME_ORIGINAL)
     tz = _parse_offset(offset) if isinstance(offset, str) else None
-    return naive.replace(tzinfo=tz or default_tz)
+    taken = naive.replace(tzinfo=tz or default_tz)
+    try:
+        # Year 1 at +14:00 has no UTC time (stored in UTC); a camera clock that far off is no date.
+        if not _MIN_YEAR <= taken.astimezone(UTC).year <= _MAX_YEAR:
+            return None
+    except OverflowError:
+        return None
+    return taken
 
 
 def _parse_offset(value: str) -> tzinfo | None:
