@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "silvertalk-app"
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
-    dev_login: bool = True
+    # Log in by name alone, no password: for development and tests. Unset means on in development
+    # and test, off otherwise; production refuses to start with it on.
+    dev_login: bool | None = None
     kakao_app_id: int | None = None
     kakao_rest_api_key: str | None = None
     kakao_client_secret: str | None = None
@@ -125,6 +127,10 @@ class Settings(BaseSettings):
             raise ValueError("SILVERTALK_JWT_SECRET must be set to a real secret outside development")
         if self.environment == "production" and len(self.jwt_secret) < 32:
             raise ValueError("SILVERTALK_JWT_SECRET must be at least 32 characters in production")
+        if self.dev_login is None:
+            self.dev_login = self.environment in ("development", "test")
+        if self.environment == "production" and self.dev_login:
+            raise ValueError("SILVERTALK_DEV_LOGIN must be off in production (it hands out tokens by name)")
         return self
 
     @property
