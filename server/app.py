@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import UpstreamError, generation, realtime
 from server.middleware import MaxBodySizeMiddleware, UnicodeJsonMiddleware
-from server.ratelimit import RateLimiter
+from server.ratelimit import AddressRateLimitMiddleware, RateLimiter
 from server.settings import Settings
 from storage import db
 from storage.media import LocalMediaStore, MediaStore
@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sessions=db.session_factory(engine),
                 media=LocalMediaStore(settings.media_dir),
                 http=http,
-                rate_limiter=RateLimiter(settings.rate_limit_per_minute, redis),
+                rate_limiter=RateLimiter(
+                    settings.rate_limit_per_minute, redis, f"{settings.redis_prefix}:ratelimit:user"
+                ),
                 redis=redis,
             )
             app.state.services = services
@@ -81,6 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added innermost first: the last one added sees the request first.
     app.add_middleware(UnicodeJsonMiddleware)
     app.add_middleware(MaxBodySizeMiddleware, max_bytes=settings.max_upload_bytes + 64 * 1024)
+    app.add_middleware(
+        AddressRateLimitMiddleware,
+        login_per_minute=settings.login_rate_limit_per_minute,
+        realtime_per_minute=settings.realtime_rate_limit_per_minute,
+        trusted_proxies=settings.trusted_proxies,
+        prefix=f"{settings.redis_prefix}:ratelimit:address",
+    )
 
     @app.exception_handler(UpstreamError)
     async def _upstream(_request: Any, exc: UpstreamError) -> Any:
