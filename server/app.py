@@ -14,12 +14,18 @@ import httpx
 from fastapi import FastAPI, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import UpstreamError, generation, realtime
-from server.middleware import MaxBodySizeMiddleware, UnicodeJsonMiddleware
+from server.middleware import (
+    MaxBodySizeMiddleware,
+    MetricsGuardMiddleware,
+    SecurityHeadersMiddleware,
+    UnicodeJsonMiddleware,
+)
 from server.ratelimit import AddressRateLimitMiddleware, RateLimiter
 from server.settings import Settings
 from storage import db
@@ -89,6 +95,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         realtime_per_minute=settings.realtime_rate_limit_per_minute,
         trusted_proxies=settings.trusted_proxies,
         prefix=f"{settings.redis_prefix}:ratelimit:address",
+    )
+    app.add_middleware(
+        MetricsGuardMiddleware,
+        token=settings.metrics_token,
+        open_without_token=settings.environment != "production",
+    )
+    app.add_middleware(
+        SecurityHeadersMiddleware, hsts=(settings.public_base_url or "").lower().startswith("https://")
+    )
+    # Outermost: a preflight is answered before anything else looks at it, and refusals made by
+    # the middleware above still carry the CORS headers a browser needs to read them.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Retry-After"],
+        max_age=600,
     )
 
     @app.exception_handler(UpstreamError)

@@ -1,7 +1,9 @@
-"""ASGI middleware: a request body cap (Starlette has none of its own) and Unicode-clean JSON bodies."""
+"""ASGI middleware: a request body cap (Starlette has none of its own), Unicode-clean JSON bodies,
+security headers on every response, and a guard on /metrics."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from typing import Any
@@ -164,3 +166,79 @@ def _is_json(scope: Scope) -> bool:
             kind = value.split(b";", 1)[0].strip().lower()
             return kind == b"application/json" or kind.endswith(b"+json")
     return True
+
+
+# Responses of the API are JSON and files, never pages: nothing may run, load or frame them. Routes
+# that serve pages (the call page) send their own Content-Security-Policy, which is kept.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# FastAPI's /docs and /redoc load their scripts from a CDN: only framing is forbidden there.
+DOCS_CSP = "frame-ancestors 'none'"
+
+
+class SecurityHeadersMiddleware:
+    """Add nosniff, no framing, no referrer, a Content-Security-Policy and (when the service is
+    served over https) HSTS to every HTTP response that does not set its own."""
+
+    def __init__(
+        self, app: ASGIApp, *, hsts: bool, docs_paths: tuple[str, ...] = ("/docs", "/redoc")
+    ) -> None:
+        self.app = app
+        self.docs_paths = docs_paths
+        self.headers: list[tuple[bytes, bytes]] = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if hsts:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        docs = any(path == p or path.startswith(p + "/") for p in self.docs_paths)
+        csp = (b"content-security-policy", (DOCS_CSP if docs else API_CSP).encode())
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in [*self.headers, csp] if n not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class MetricsGuardMiddleware:
+    """`GET /metrics` needs `Authorization: Bearer <metrics_token>` when a token is set; without one
+    it is open where `open_without_token` (development, test) and 404 otherwise (production): call
+    counts and latencies are nobody else's business."""
+
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, open_without_token: bool, path: str = "/metrics"
+    ) -> None:
+        self.app = app
+        self.token = token
+        self.open = open_without_token
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        if self.token is None:
+            if self.open:
+                await self.app(scope, receive, send)
+            else:
+                await send_json(send, 404, "Not Found")
+            return
+        given = b""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                given = value
+        if hmac.compare_digest(given, b"Bearer " + self.token.encode()):
+            await self.app(scope, receive, send)
+            return
+        await send_json(send, 401, "Metrics need the bearer token", [(b"www-authenticate", b"Bearer")])
