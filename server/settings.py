@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     # Bearer token for GET /metrics. Unset: open in development and test, 404 in production.
     metrics_token: str | None = None
+    # Memory one image decode may take (pixels x bytes per pixel, read from the header before any
+    # pixel is decoded; an image with alpha briefly needs twice this), and decodes at once per process.
+    max_image_decode_bytes: int = 200 * 1024 * 1024
+    image_decode_slots: int = 2
 
     # Realtime calls
     realtime_max_message_bytes: int = 1024 * 1024

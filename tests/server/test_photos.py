@@ -298,14 +298,16 @@ def test_pillow_bomb_warning_is_a_refusal_even_under_a_generous_cap() -> None:
     """Between Pillow's limit and twice it Pillow only warns; images.process refuses anyway."""
     data = images.bomb_png(10_000, 10_000)  # 100 MP: over Pillow's 89.5 MP, under its error level
     with pytest.raises(server_images.TooManyPixels):
-        server_images.process(data, max_pixels=10**9, default_tz=UTC)
+        server_images.process(data, max_pixels=10**9, max_decode_bytes=2**40, default_tz=UTC)
 
 
 def test_cmyk_jpeg_becomes_rgb() -> None:
     """A CMYK JPEG (print workflows) is stored as RGB, with its CMYK profile dropped."""
     buf = io.BytesIO()
     Image.new("CMYK", (64, 48), (0, 255, 255, 0)).save(buf, "JPEG", icc_profile=b"not-an-rgb-profile")
-    processed = server_images.process(buf.getvalue(), max_pixels=10**6, default_tz=UTC)
+    processed = server_images.process(
+        buf.getvalue(), max_pixels=10**6, max_decode_bytes=2**30, default_tz=UTC
+    )
     stored = images.open_image(processed.original)
     assert stored.mode == "RGB" and "icc_profile" not in stored.info
     red, green, _blue = stored.getpixel((10, 10))  # type: ignore[misc]
