@@ -8,14 +8,18 @@ import json
 import random
 import time
 import zoneinfo
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
+import httpx
 import pytest
 from dateutil.rrule import rrulestr
 from fastapi.testclient import TestClient
 
 from server import recurrence
 from storage.models import Event
+from tests.conftest import LiveServer, make_settings
 from tests.server.test_conversations import insert, user_id
 
 MONDAY = "2026-03-02T09:00:00+09:00"
@@ -207,3 +211,46 @@ def test_far_dates_and_lone_surrogates_answer_4xx_not_500(client: TestClient, au
         content='{"title": "\\ud83d\\ude00", "starts_at": "2026-03-02T09:00:00+09:00"}',
     )
     assert r.status_code == 201 and r.json()["title"] == "\U0001f600"
+
+
+def test_one_users_rules_do_not_stall_another_user(tmp_path: Path, sqlite_url: str) -> None:
+    """Eight concurrent home screens of a user who tried the issue's rules: another user still gets in."""
+    hostile = [
+        {"starts_at": "0001-01-01T00:00:00Z", "rrule": "FREQ=DAILY"},
+        {
+            "starts_at": "2000-01-01T00:00:00Z",
+            "rrule": f"FREQ=DAILY;BYHOUR={ALL_HOURS};BYMINUTE=" + ",".join(map(str, range(60))),
+        },
+    ]
+    with (
+        LiveServer(make_settings(tmp_path, sqlite_url)) as server,
+        httpx.Client(base_url=server.url, timeout=60, trust_env=False) as http,
+    ):
+
+        def bearer(name: str) -> dict[str, str]:
+            token = http.post("/v1/auth/dev-login", json={"name": name}).json()["access_token"]
+            return {"Authorization": f"Bearer {token}"}
+
+        attacker, other = bearer("mallory"), bearer("kim")
+        for fields in hostile * 3:
+            http.post("/v1/events", headers=attacker, json={"title": "x"} | fields)  # 422 now; was 201
+        assert (
+            http.post(
+                "/v1/events", headers=other, json={"title": "약", "starts_at": MONDAY, "rrule": "FREQ=DAILY"}
+            ).status_code
+            == 201
+        )
+        with ThreadPoolExecutor(8) as pool:
+            flood = [pool.submit(http.get, "/v1/home", headers=attacker) for _ in range(8)]
+            time.sleep(0.2)
+            began = time.perf_counter()
+            r = http.get(
+                "/v1/events",
+                headers=other,
+                params={"start": "2026-03-02T00:00:00+09:00", "end": "2026-03-03T00:00:00+09:00"},
+                timeout=20,
+            )
+            waited = time.perf_counter() - began
+            assert [f.result().status_code for f in flood] == [200] * 8
+        assert r.status_code == 200 and len(r.json()["items"]) == 1
+        assert waited < 3.0, f"another user waited {waited:.1f} s"  # was: timed out at 30 s
