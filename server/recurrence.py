@@ -167,7 +167,10 @@ def _shifted_rule(parts: dict[str, str], dtstart: datetime, years: int, zone: tz
     if "UNTIL" in fields:
         until = datetime.strptime(fields["UNTIL"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         local = until.astimezone(zone).replace(tzinfo=None) if zone else until.replace(tzinfo=None)
-        fields["UNTIL"] = local.replace(year=local.year + years).strftime("%Y%m%dT%H%M%S")
+        if local.year + years <= datetime.max.year:
+            fields["UNTIL"] = local.replace(year=local.year + years).strftime("%Y%m%dT%H%M%S")
+        else:  # an UNTIL past the walk's end (only in rules stored before UNTIL was bounded)
+            del fields["UNTIL"]
     text = ";".join(f"{name}={value}" for name, value in fields.items())
     rule = rrulestr(text, dtstart=dtstart.replace(year=dtstart.year + years))
     assert isinstance(rule, rrule)  # one RRULE line, never an rruleset
@@ -177,8 +180,8 @@ def _shifted_rule(parts: dict[str, str], dtstart: datetime, years: int, zone: tz
 def _explicit(parts: dict[str, str], dtstart: datetime) -> dict[str, str]:
     """`parts` with the BY* values dateutil would take from DTSTART written out, so DTSTART can move."""
     out = dict(parts)
-    if "BYDAY" in out or "BYMONTHDAY" in out:
-        return out
+    if any(part in out for part in ("BYDAY", "BYMONTHDAY", "BYWEEKNO", "BYYEARDAY")):
+        return out  # dateutil takes nothing from DTSTART then (rules stored before BYWEEKNO was refused)
     if out["FREQ"] == "YEARLY":
         out.setdefault("BYMONTH", str(dtstart.month))
         out["BYMONTHDAY"] = str(dtstart.day)

@@ -163,6 +163,18 @@ def test_jumping_to_the_window_changes_no_occurrence(rule: str) -> None:
     assert checked >= 20
 
 
+@pytest.mark.parametrize(
+    "rule", ["FREQ=YEARLY;BYWEEKNO=20", "FREQ=YEARLY;BYYEARDAY=100,-1", "FREQ=DAILY;UNTIL=99991231T000000Z"]
+)
+def test_rules_stored_before_the_limits_still_expand_right(rule: str) -> None:
+    """Parts refused now (BYWEEKNO, BYYEARDAY, UNTIL in 9999) expand as dateutil walks them from DTSTART."""
+    first = datetime(2020, 1, 6, 9, tzinfo=UTC)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=400)
+    got = [o.starts_at for o in recurrence.expand(rule, first, None, start, end)]
+    assert got and got == list(rrulestr(rule, dtstart=first).between(start, end, inc=True))
+
+
 def cursor(key: str) -> str:
     raw = json.dumps([key, "00000000-0000-0000-0000-000000000000"]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
