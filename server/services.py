@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from server.realtime.calls import CallRegistry
     from server.realtime.metrics import CallMetrics
 
-#: Image decodes at once per process: a 50-megapixel photo takes ~150 MB to decode (server.photostore).
-IMAGE_DECODES = 2
-
 
 @dataclass
 class Services:
@@ -60,7 +57,6 @@ class Services:
     pages: Pages | None = None
     #: Closes the app's resources; features that open clients lazily register them here.
     stack: AsyncExitStack | None = None
-    image_decodes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IMAGE_DECODES))
 
     async def get_engines(self) -> Engines:
         """The loaded engines; the first caller loads them (in a thread) when they were not preloaded.
