@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from bench import endpointing, inputs
@@ -14,7 +16,7 @@ def test_paused_utterances_hold_their_pauses_and_end_at_the_label() -> None:
     assert paused and any(not u.pauses for u in utterances)
     for u in paused:
         segments = inputs.voiced_segments(u.turn.pcm, inputs.RATE, min_gap_s=0.5, min_len_s=0.05)
-        gaps = [b[0] - a[1] for a, b in zip(segments, segments[1:], strict=False)]
+        gaps = [b[0] - a[1] for a, b in itertools.pairwise(segments)]
         assert len(gaps) >= len(u.pauses), (u.turn.name, segments)
         for pause in u.pauses:
             assert any(abs(gap - pause) < 0.1 for gap in gaps), (u.turn.name, pause, gaps)
