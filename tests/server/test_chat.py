@@ -114,7 +114,7 @@ def test_bad_uploads_are_refused_and_nothing_is_queued(
         assert client.get("/v1/chat/messages", headers=headers).json()["items"] == []
         assert not (tmp_path / "data" / "media" / "chat").exists()
         if redis_url:
-            keys = redis_sync.Redis.from_url(redis_url).keys(f"{prefix}*")
+            keys = redis_sync.Redis.from_url(redis_url).keys(f"{prefix}jobs*")  # rate limits live here too
             assert keys == [] or all(b"__heartbeats__" in k for k in keys), keys
             # ... and a good one is queued there (no worker runs in this test).
             r = client.post("/v1/chat/messages", headers=headers, json={"text": "hello"})
