@@ -22,6 +22,10 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+#: What a Redis that is down, hung or reset raises: under uvloop a reset connection can surface as
+#: a RuntimeError from the transport rather than a RedisError; our own timeouts are TimeoutErrors.
+REDIS_DOWN = (RedisError, OSError, TimeoutError, RuntimeError)
+
 Deliver = Callable[[uuid.UUID, dict[str, Any]], Awaitable[object]]
 
 #: Reconnect delays after Redis goes away: from the first to the last, doubling.
@@ -72,7 +76,7 @@ async def listen(
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
                         await _hand_on(message, head, deliver)
-        except (RedisError, OSError) as e:
+        except REDIS_DOWN as e:
             if subscribed is not None:
                 subscribed.clear()
             log.warning("push: Redis subscription lost (%s); retrying in %.1f s", e, delay)

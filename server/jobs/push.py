@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
-from server.notify import publish_to_user
+from server.notify import REDIS_DOWN, publish_to_user
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -69,7 +67,7 @@ async def push_to_user(services: Services, user_id: uuid.UUID, event: dict[str, 
         calls = services.calls
         if calls is not None:
             await calls.push(user_id, event)
-    except (RedisError, OSError) as e:
+    except REDIS_DOWN as e:
         log.warning("push to user %s failed: %s", user_id, e)
     except Exception:  # a broken call must not break the job that reports to it
         log.warning("push to user %s failed", user_id, exc_info=True)

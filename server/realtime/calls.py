@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from server import ServerError, notify
 
@@ -147,7 +146,7 @@ class CallRegistry:
             try:
                 async with asyncio.timeout(REDIS_TIMEOUT_S):
                     await self.redis.zrem(self._key(call.user_id), call.id)
-            except (RedisError, OSError, TimeoutError) as e:
+            except notify.REDIS_DOWN as e:
                 log.warning("calls: could not free a slot in Redis (%s); it expires on its own", e)
 
     def count(self, user_id: uuid.UUID | None = None) -> int:
@@ -165,7 +164,7 @@ class CallRegistry:
                         keys=[self._key(call.user_id)], args=[call.id, self.max_per_user, lease_ms]
                     )
                 return bool(got)
-            except (RedisError, OSError, TimeoutError) as e:
+            except notify.REDIS_DOWN as e:
                 log.warning("calls: Redis unavailable (%s); limiting open calls in-process", e)
         return local < self.max_per_user
 
@@ -179,7 +178,7 @@ class CallRegistry:
                 try:
                     async with asyncio.timeout(REDIS_TIMEOUT_S):
                         await self._claim(keys=[self._key(call.user_id)], args=[call.id, -1, lease_ms])
-                except (RedisError, OSError, TimeoutError) as e:
+                except notify.REDIS_DOWN as e:
                     log.warning("calls: heartbeat could not reach Redis (%s)", e)
                     break
 
@@ -199,7 +198,7 @@ class CallRegistry:
                 async with asyncio.timeout(REDIS_TIMEOUT_S):
                     await notify.publish_to_user(self.redis, self.prefix, uid, event)
                 return
-            except (RedisError, OSError, TimeoutError) as e:
+            except notify.REDIS_DOWN as e:
                 log.warning("calls: Redis unavailable (%s); pushing to this process's calls only", e)
         await self.deliver(uid, event)
 
