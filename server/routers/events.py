@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from server import recurrence
+from server.calendar import occurrences_between
 from server.deps import CurrentUser, SessionDep, parse_uuid
 from server.schemas.common import DEFAULT_LIMIT, MAX_LIMIT, Page, fetch_page
-from server.schemas.events import EventCreate, EventPublic, EventUpdate, OccurrenceList, OccurrencePublic
+from server.schemas.events import EventCreate, EventPublic, EventUpdate, OccurrenceList
 from storage.models import Event, User
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -111,53 +112,6 @@ async def list_events(
         descending=False,
     )
     return Page(items=[to_public(row[0]) for row in rows], next_cursor=next_cursor)
-
-
-async def occurrences_between(
-    session: AsyncSession, user: User, start: datetime, end: datetime, limit: int = recurrence.MAX_OCCURRENCES
-) -> tuple[list[OccurrencePublic], bool]:
-    """The user's occurrences overlapping [start, end) in time order, and whether the cap cut them."""
-    stmt = sa.select(Event).where(
-        col(Event.user_id) == user.id,
-        col(Event.starts_at) < end,
-        sa.or_(
-            col(Event.rrule).is_not(None),
-            col(Event.starts_at) >= start,
-            col(Event.ends_at) > start,
-        ),
-    )
-    events = (await session.execute(stmt)).scalars().all()
-
-    def expand_all() -> list[OccurrencePublic]:
-        found: list[OccurrencePublic] = []
-        for event in events:
-            zone = recurrence.event_zone(event.tz_offset_minutes, user.time_zone, event.starts_at)
-            for occ in recurrence.expand(
-                event.rrule,
-                event.starts_at.astimezone(zone),
-                event.ends_at.astimezone(zone) if event.ends_at else None,
-                start,
-                end,
-                limit + 1,
-            ):
-                found.append(
-                    OccurrencePublic(
-                        event_id=event.id,
-                        title=event.title,
-                        starts_at=occ.starts_at,
-                        ends_at=occ.ends_at,
-                        all_day=event.all_day,
-                        recurring=event.rrule is not None,
-                        rrule=event.rrule,
-                        remind_minutes_before=event.remind_minutes_before,
-                        notes=event.notes,
-                    )
-                )
-        found.sort(key=lambda o: (o.starts_at, str(o.event_id)))
-        return found
-
-    found = await asyncio.to_thread(expand_all)
-    return found[:limit], len(found) > limit
 
 
 @router.get("/events/{event_id}", response_model=EventPublic)

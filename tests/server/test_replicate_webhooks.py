@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server.generation.webhooks import BadWebhook, sign, verify
+from server.standard_webhooks import BadWebhook, sign, verify
 from tests.fakes.replicate import FakeReplicate, live_app, login, wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
