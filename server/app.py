@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server import UpstreamError, generation, realtime
+from server import UpstreamError, companion, generation, realtime
 from server.middleware import MaxBodySizeMiddleware
 from server.ratelimit import RateLimiter
 from server.settings import Settings
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Features that own background work start here, in this order, and stop in reverse.
             await realtime.start(services, stack)
             await generation.start(services, stack)
+            await companion.start(services, stack)
             yield
 
     app = FastAPI(title="Silvertalk", version="0.1.0", lifespan=lifespan)

@@ -167,7 +167,9 @@ class Alert(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
-    conversation_id: uuid.UUID | None = Field(default=None, foreign_key="conversation.id", ondelete="SET NULL")
+    conversation_id: uuid.UUID | None = Field(
+        default=None, foreign_key="conversation.id", ondelete="SET NULL"
+    )
     kind: str = Field(max_length=32)  # pipeline.emergency.KINDS
     text: str = Field(max_length=2000)  # what the caller said
     language: str = Field(default="ko", max_length=8)

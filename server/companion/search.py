@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,7 +95,7 @@ async def find(
         tsquery = sa.func.to_tsquery(
             sa.literal_column("'simple'::regconfig"), sa.bindparam("q", " | ".join(f"{w}:*" for w in words))
         )
-        vector = sa.literal_column(f"({PG_VECTOR})")
+        vector: sa.ColumnElement[Any] = sa.literal_column(f"({PG_VECTOR})")
         stmt = (
             sa.select(Memory)
             .where(owner, vector.op("@@")(tsquery), *era_filter)

@@ -1,0 +1,28 @@
+"""The companion around a call: its tools over the caller's own rows, memories and a summary
+written after the call, and alerts to a caregiver when the caller speaks of an emergency.
+
+Modules: `tools` (the `ToolRunner` the gateway hands the conversation core), `search` (memories by
+relevance), `summary` (`summarize_conversation` at hang-up), `alerts` (stored alerts and the signed
+caregiver webhook).
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.app import Services
+
+
+async def start(services: Services, stack: AsyncExitStack) -> None:
+    """Create the alert sender (`services.extras["alerts"]`) and resend alerts left pending.
+
+    A caregiver URL without a secret, or a malformed secret, fails the start with a clear message.
+    """
+    from server.companion.alerts import AlertSender
+
+    sender = AlertSender(services.settings, services.sessions)
+    services.extras["alerts"] = sender
+    stack.push_async_callback(sender.aclose)
+    await sender.resume()
