@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from pipeline.reminders import Reminder
 from server.calendar import occurrences_between
 from server.photostore import user_zone
 from server.recurrence import local_day
@@ -125,3 +126,14 @@ async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User
         ],
         "memories": [{"title": m.title, "happened_on": m.happened_on, "place": m.place} for m in memories],
     }
+
+
+async def load_reminders(sessions: async_sessionmaker[AsyncSession], user: User) -> list[Reminder]:
+    """Today's occurrences in the user's zone as reminders for the call (recurring ones included)."""
+    zone = user_zone(user.time_zone)
+    start, end = local_day(datetime.now(zone).date(), zone)
+    async with sessions() as s:
+        events, _ = await occurrences_between(s, user, start, end, limit=DAY_EVENTS)
+    return [
+        Reminder(e.title, e.starts_at.astimezone(zone), e.remind_minutes_before, e.all_day) for e in events
+    ]
