@@ -201,3 +201,36 @@ async def _store(
             result.memory_ids.append(memory.id)
         await s.commit()
     return result
+
+
+class SummaryQueue:
+    """Runs `summarize_conversation` after hang-ups in background tasks, so a call ends at once.
+
+    One per app (`services.extras["summaries"]`); `aclose` cancels what is still running (the
+    conversation keeps the summary the call wrote).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self._tasks: set[asyncio.Task[CallSummary | None]] = set()
+
+    def submit(
+        self, llm: LanguageModel | None, conversation_id: uuid.UUID
+    ) -> asyncio.Task[CallSummary | None]:
+        """Start summarising `conversation_id`; the task's result is the CallSummary (None on a bug)."""
+        task = asyncio.create_task(self._run(llm, conversation_id), name=f"summary-{conversation_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, llm: LanguageModel | None, conversation_id: uuid.UUID) -> CallSummary | None:
+        try:
+            return await summarize_conversation(self.sessions, llm, conversation_id)
+        except Exception:  # a database failure must not surface anywhere but the log
+            log.exception("summary of conversation %s failed", conversation_id)
+            return None
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

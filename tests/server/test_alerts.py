@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from storage.models import Alert
+from server.companion.call import CallCompanion
+from storage.models import Alert, User
 from tests.conftest import dev_login, free_port, make_settings
 from tests.fakes.caregiver import Caregiver
 from tests.server.test_conversations import user_id
@@ -125,3 +126,26 @@ def test_unsigned_or_malformed_secret_fails_the_start(
     settings = make_settings(tmp_path, sqlite_url, **overrides)
     with pytest.raises(ValueError, match=message), TestClient(create_app(settings)):
         pass
+
+
+def test_emergency_words_in_a_call_raise_the_alert(tmp_path: Path, db_url: str, receiver: Caregiver) -> None:
+    """The call's emergency check answers calmly with the configured number and raises a signed alert;
+    ordinary words raise nothing."""
+    with app_client(tmp_path, db_url, receiver.url, emergency_number="112") as client:
+        auth = dev_login(client, "kim")
+        services = client.app.state.services  # type: ignore[attr-defined]
+
+        async def check(text: str) -> str | None:
+            async with services.sessions() as s:
+                user = await s.get(User, user_id(client, auth))
+            return await CallCompanion(services, user, language="ko").emergency_reply(text)
+
+        assert client.portal is not None
+        assert client.portal.call(check, "오늘 날씨가 좋네요") is None
+        said = client.portal.call(check, "아이고 넘어졌어요, 일어날 수가 없어요")
+        assert said is not None and "112" in said and "가족" in said
+        settle(client)
+        [alert] = client.get("/v1/alerts", headers=auth).json()["items"]
+        assert alert["kind"] == "fall" and alert["delivery"] == "delivered"
+    assert receiver.deliveries[-1].body["data"]["text"] == "아이고 넘어졌어요, 일어날 수가 없어요"
+    assert all(d.signature_valid for d in receiver.deliveries)

@@ -16,8 +16,9 @@ from pipeline.engines.base import LanguageModel
 from pipeline.engines.gemini import GeminiLLM
 from pipeline.engines.offline import OfflineLLM
 from pipeline.engines.openai_compat import OpenAICompatLLM
+from server.companion.call import CallCompanion
 from server.companion.summary import CallSummary, summarize_conversation
-from storage.models import Conversation, Turn
+from storage.models import Conversation, Turn, User
 from tests.fakes.gemini import FakeGemini, Reply
 from tests.fakes.openai_chat import FakeChat
 from tests.server.test_conversations import insert, user_id
@@ -143,3 +144,28 @@ def test_offline_companion_extracts_nothing(client: TestClient, auth: dict[str, 
     assert not result.extracted and result.reason == "the offline companion does not extract"
     assert result.summary == "(first words)"
     assert client.get("/v1/memories", headers=auth).json()["items"] == []
+
+
+def test_hang_up_summarises_in_the_background(
+    client: TestClient, auth: dict[str, str], gemini: FakeGemini
+) -> None:
+    """`CallCompanion.after_call` returns at once; the queued summary then stores the memory."""
+    conversation_id = stored_call(client, auth, KO_CALL, "ko")
+    gemini.script(Reply(text=json.dumps(KO_ANSWER, ensure_ascii=False)))
+    services = client.app.state.services  # type: ignore[attr-defined]
+    llm = GeminiLLM(api_key=gemini.api_key, model="gemini-2.5-flash", base_url=gemini.url)
+
+    async def hang_up() -> CallSummary | None:
+        async with services.sessions() as s:
+            user = await s.get(User, user_id(client, auth))
+        companion = CallCompanion(services, user, language="ko")
+        companion.conversation_id = conversation_id
+        task = companion.after_call(llm)
+        assert task is not None and not task.done()
+        return await task
+
+    assert client.portal is not None
+    result = client.portal.call(hang_up)
+    assert result is not None and len(result.memory_ids) == 2
+    titles = {m["title"] for m in client.get("/v1/memories", headers=auth).json()["items"]}
+    assert titles == {"첫 월급 날의 다방", "고향 집"}
