@@ -30,8 +30,9 @@ _BAD_FINISH = {
 
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(timeouts, transport failures) of the HTTP clients google-genai may use: httpx, or its
-    fork httpx2 when installed (google-genai 3.x prefers it), whichever raises."""
+    """(timeouts, transport failures) of the HTTP clients google-genai may use: httpx, its fork
+    httpx2 (google-genai 3.x prefers it), or aiohttp (its async client whenever aiohttp is
+    installed, which another package may well pull in), whichever raises."""
     timeouts: list[type[BaseException]] = [TimeoutError]
     transports: list[type[BaseException]] = []
     for name in ("httpx", "httpx2"):
@@ -41,6 +42,13 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
             continue
         timeouts.append(module.TimeoutException)
         transports.append(module.TransportError)
+    try:
+        aiohttp = importlib.import_module("aiohttp")
+    except ImportError:
+        pass
+    else:
+        timeouts.append(aiohttp.ServerTimeoutError)
+        transports.append(aiohttp.ClientConnectionError)
     return tuple(timeouts), tuple(transports)
 
 
