@@ -8,6 +8,10 @@ reply) and ends the turn only after the *required silence*, which adapts to the 
 
 `base` is the session's `silence_duration_ms`; the pauses are the silences inside their turns (and a
 turn that we ended too early, when they carried on within `max_silence_ms`, counts as such a pause).
+The endpointer learns all of this itself; its owner only tells it what it cannot hear: how much of
+our answer the caller heard before carrying on (`heard`: then it was an answer, not a pause), and,
+with `words_decide`, whether the words of the turn we ended looked finished (`last_turn_words`).
+A client that commits the buffer itself ends the turn with `end_turn_now`.
 So a slow speaker who pauses 600 ms mid-sentence soon gets about a second before the turn ends,
 while a brisk speaker keeps the floor. While `hold_end` is set (the conversation sets it when the
 transcript so far is unfinished, e.g. ends at a comma) the turn waits for `max_silence_ms`.
@@ -51,8 +55,10 @@ class SpeechResumed:
 class TurnEnded:
     #: End of the last voiced frame.
     speech_end_ms: int
-    #: The silence that was required (for timings: the endpointing wait).
+    #: The silence that was required (for timings: the endpointing wait); 0 when ended on request.
     silence_ms: int
+    #: Voiced milliseconds in the turn (a cough is short: barge-in tells noise from words by it).
+    voiced_ms: int = 0
 
 
 EndpointEvent = TurnStarted | PauseBegan | SpeechResumed | TurnEnded
@@ -76,7 +82,8 @@ class Endpointer:
         min_pause_ms: int = 200,
         pause_factor: float = 1.5,
         history: int = 30,
-        learn_restarts: bool = True,
+        barely_heard_ms: float = 500.0,
+        words_decide: bool = False,
     ) -> None:
         self.silence_ms = silence_ms
         self.prefix_padding_ms = prefix_padding_ms
@@ -88,9 +95,14 @@ class Endpointer:
         self.pause_trigger_ms = pause_trigger_ms
         self.min_pause_ms = min_pause_ms
         self.pause_factor = pause_factor
-        #: Count a quick restart after a turn end as a pause. A caller that knows whether a reply was
-        #: heard in between (then the restart is an answer, not a pause) turns this off and decides.
-        self.learn_restarts = learn_restarts
+        #: A quick restart after the caller heard this much of our answer is an answer, not a pause.
+        self.barely_heard_ms = barely_heard_ms
+        #: Learn a quick restart as a pause only once told the words before it were unfinished
+        #: (`last_turn_words`); without it every quick restart that heard little of us counts.
+        self.words_decide = words_decide
+        self._heard_ms = 0.0  # of our answer, since the last turn ended
+        self._last_finished: bool | None = None  # the last ended turn's words looked finished
+        self._restart_gap: int | None = None  # a quick restart waiting for `last_turn_words`
         #: Set by the caller while the words so far do not look finished (a transcript ending in a
         #: comma, or none yet): the turn then ends only after `max_silence_ms`.
         self.hold_end = False
@@ -126,9 +138,11 @@ class Endpointer:
             voiced = sum(self.frame_ms for v, _ in self._window if v)
             self._window.clear()
             gap = None if self._last_end is None else first - self._last_end
-            if self.learn_restarts and gap is not None and gap <= self.max_silence_ms:
-                # We ended their previous turn but they carried on: that silence was a pause of theirs.
-                self.pauses.append(gap)
+            if gap is not None and gap <= self.max_silence_ms and self._heard_ms < self.barely_heard_ms:
+                # We ended their previous turn but they carried on: that silence may have been a
+                # pause of theirs, unless the words before it were a finished sentence.
+                self._restart_gap = gap
+                self._learn_restart()
             self.in_turn = True
             self._silent_since = None
             self._pause_announced = False
@@ -167,16 +181,53 @@ class Endpointer:
             events.append(PauseBegan(speech_end_ms=self._silent_since))
         required = self.max_silence_ms if self.hold_end else self.required_silence_ms()
         if silence >= required:
-            events.append(TurnEnded(speech_end_ms=self._silent_since, silence_ms=required))
+            events.append(TurnEnded(self._silent_since, required, self.voiced_ms))
             self._last_end = self._silent_since
-            self.in_turn = False
-            self._silent_since = None
+            self._close_turn()
+        return events
+
+    # --- what the owner tells it ---------------------------------------------------------------
+
+    def heard(self, ms: float) -> None:
+        """The caller has heard `ms` of our answer since their last turn ended (call as it plays)."""
+        self._heard_ms = max(self._heard_ms, ms)
+
+    def last_turn_words(self, *, finished: bool) -> None:
+        """Whether the words of the turn that ended last looked finished (with `words_decide`)."""
+        self._last_finished = finished
+        self._learn_restart()
+
+    def end_turn_now(self, t_ms: int) -> list[EndpointEvent]:
+        """The client committed the buffer: end the turn in progress at `t_ms`, as if the silence
+        had come. Returns the events (PauseBegan unless announced already, then TurnEnded), or none
+        when no turn is in progress. Not a pause of theirs: nothing is learned from the restart."""
+        if not self.in_turn:
+            return []
+        end = self._silent_since if self._silent_since is not None else t_ms
+        events: list[EndpointEvent] = []
+        if not self._pause_announced:
+            events.append(PauseBegan(speech_end_ms=end))
+        events.append(TurnEnded(end, 0, self.voiced_ms))
+        self._close_turn()
         return events
 
     def reset(self) -> None:
-        """Forget the turn in progress (the client cleared or committed the buffer itself)."""
+        """Forget the turn in progress (the client cleared the buffer)."""
+        self._close_turn()
+        self._window.clear()
+        self.voiced_ms = 0
+
+    def _close_turn(self) -> None:
         self.in_turn = False
         self._silent_since = None
         self._pause_announced = False
-        self._window.clear()
-        self.voiced_ms = 0
+        self._heard_ms, self._last_finished, self._restart_gap = 0.0, None, None
+
+    def _learn_restart(self) -> None:
+        gap = self._restart_gap
+        if gap is None:
+            return
+        if not self.words_decide or self._last_finished is False:
+            self.pauses.append(gap)
+        if not self.words_decide or self._last_finished is not None:
+            self._restart_gap = None

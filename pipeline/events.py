@@ -14,6 +14,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engines.base import Usage
+
 ResponseStatus = Literal["completed", "cancelled", "failed", "incomplete"]
 
 
@@ -128,8 +130,8 @@ class ResponseDone:
     status_details: dict[str, object] | None = None
     #: Per-turn milliseconds: endpointing_wait, speech_end_to_transcript, ..._to_first_audio_sent.
     timings: dict[str, float] = field(default_factory=dict)
-    #: Token-ish counts: {"input_tokens", "output_tokens", "total_tokens"}.
-    usage: dict[str, int] = field(default_factory=dict)
+    #: The LLM's tokens as its API reported them (0 when it reports none, and for fixed texts).
+    usage: Usage = field(default_factory=Usage)
     #: Milliseconds of audio sent to the caller.
     audio_ms: int = 0
 

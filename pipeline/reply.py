@@ -10,15 +10,28 @@ synthesised while the previous one plays. Audio is sent at playback pace plus `l
 buffers no more than that), which is what makes barge-in stop the voice at once and lets the server
 know how much of the reply the caller has heard.
 
+A reply's life is one `State` (named the way websockets names its connection state)::
+
+    SPECULATIVE --release()--> LIVE <--hold() / resume()--> HELD
+         |                       |                            |
+         +------------+----------+-------------+--------------+
+                      v                        v
+                   DROPPED                    DONE
+     nothing of it reached the wire:   response.done went out; `status`
+     discarded, nothing to answer, or  is its wire status (completed,
+     cancelled before response.created cancelled, failed)
+
 A *speculative* reply (started when the caller paused, before the turn was confirmed over) buffers
 its events and sends no audio until `release()`; the conversation discards it if the caller goes on.
 `hold()` pauses the audio (a possible barge-in), `resume()` re-sends from where the caller stopped
-hearing, `cancel()` ends it as "cancelled" keeping only the heard text.
+hearing, `cancel()` ends it as "cancelled" keeping only the heard text. Audio already queued for
+the socket when a reply is held or cut is stale: `audio_wanted` says so, and the core drops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +41,7 @@ import numpy as np
 
 from pipeline import EngineError
 from pipeline.audio import PCM, Resampler
-from pipeline.engines.base import ChatContext, LanguageModel, Message, TextDelta, TextToSpeech
+from pipeline.engines.base import ChatContext, LanguageModel, Message, TextDelta, TextToSpeech, Usage
 from pipeline.events import (
     OutputEvent,
     ReplyAudio,
@@ -38,6 +51,7 @@ from pipeline.events import (
     ResponseStatus,
 )
 from pipeline.sentences import SentenceSegmenter
+from pipeline.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +59,19 @@ log = logging.getLogger(__name__)
 Prepare = Callable[[], Awaitable[Sequence[Message] | None]]
 
 
-@dataclass(slots=True)
-class SpokenSentence:
-    """A sentence and where its audio lies in the reply's audio timeline (ms)."""
+class State(enum.Enum):
+    """Where a reply is in its life; see the module docstring for the transitions."""
 
-    text: str
-    start_ms: float
-    end_ms: float | None = None
-    announced: bool = False
-
-
-@dataclass(slots=True)
-class _Chunk:
-    pcm: PCM
-    ms: float
-    sentence: int
+    #: Started in the caller's pause: thinking and speaking, its events buffered, no audio sent.
+    SPECULATIVE = "speculative"
+    #: Released: events go out, audio is paced to the client as it is synthesised.
+    LIVE = "live"
+    #: Released, but its audio is paused (a possible barge-in, or truncated); generation goes on.
+    HELD = "held"
+    #: Ended with a response.done on the wire; `Reply.status` says how.
+    DONE = "done"
+    #: Ended without a trace: a discarded speculation, nothing to answer, or stopped before it began.
+    DROPPED = "dropped"
 
 
 @dataclass(slots=True)
@@ -88,10 +100,9 @@ class Reply:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: Monotonic stamps: speech_end, turn_end, transcript, llm_first_token, tts_first_audio, first_audio_sent.
     stamps: dict[str, float] = field(default_factory=dict)
-    sentences: list[SpokenSentence] = field(default_factory=list)
-    status: str | None = None
-    held: bool = False
-    released: bool = False
+    state: State = State.LIVE
+    #: The wire status once DONE: completed, cancelled or failed.
+    status: ResponseStatus | None = None
     text: str = ""
     task: asyncio.Task[None] | None = None
     #: The user turn this answers (None for response.create on text items and spoken prompts).
@@ -99,100 +110,118 @@ class Reply:
     on_done: Callable[[Reply], None] | None = None
     _buffer: list[OutputEvent] = field(default_factory=list)
     _started: list[OutputEvent] = field(default_factory=list)
-    _chunks: list[_Chunk] = field(default_factory=list)
-    _total_ms: float = 0.0
-    _sent: int = 0
+    _sent: int = 0  # index of the next chunk to send
     sent_ms: float = 0.0
     _play_end: float = 0.0
     _speaking_done: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _failed: str | None = None
-    _out_tokens: int = 0
-    _in_tokens: int = 0
+    _usage: Usage = field(default_factory=Usage)
+
+    audio: Timeline = field(init=False)
 
     def __post_init__(self) -> None:
-        self.released = not self.speculative
+        self.state = State.SPECULATIVE if self.speculative else State.LIVE
+        self.audio = Timeline(self.output_rate)
+
+    @property
+    def active(self) -> bool:
+        """Released and not ended: the reply the caller is hearing (or is about to)."""
+        return self.state in (State.LIVE, State.HELD)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in (State.DONE, State.DROPPED)
 
     # --- control (called by the conversation, synchronously) -----------------------------------
 
     def emit(self, event: OutputEvent) -> None:
         if isinstance(event, ResponseStarted):
             self._started.append(event)
-        if self.released:
-            self.emit_out(event)
-        else:
+        if self.state is State.SPECULATIVE:
             self._buffer.append(event)
+        else:
+            self.emit_out(event)
 
     def release(self) -> None:
         """The turn is confirmed: send what was buffered, and let the audio flow."""
-        self.released = True
+        if self.state is not State.SPECULATIVE:
+            return
+        self.state = State.LIVE
         buffered, self._buffer = self._buffer, []
         for event in buffered:
             self.emit_out(event)
         self._wake.set()
 
-    def hold(self) -> None:
-        """Stop sending audio now (the caller may be interrupting); generation goes on."""
-        if not self.held:
-            self.sent_ms = self.played_ms()
-            self._sent = self._chunk_index(self.sent_ms)
-            self.held = True
+    def hold(self, at_ms: float | None = None) -> None:
+        """Stop sending audio now (the caller may be interrupting); generation goes on.
 
-    def resume(self, from_ms: float | None = None) -> None:
-        """It was not an interruption: go on from where the caller stopped hearing (or `from_ms`)."""
-        if from_ms is not None:
-            self.sent_ms = min(from_ms, self.sent_ms)
-            self._sent = self._chunk_index(self.sent_ms)
-        self.held = False
+        What was heard is frozen: the client's buffer counts as unheard. `at_ms` moves that point
+        earlier (the client says it played less: a truncation).
+        """
+        if self.state is State.LIVE:
+            self._freeze(self.played_ms())
+            self.state = State.HELD
+        if at_ms is not None and self.state is State.HELD and at_ms < self.sent_ms:
+            self._freeze(max(0.0, at_ms))
+
+    def resume(self) -> None:
+        """It was not an interruption: go on from where the caller stopped hearing."""
+        if self.state is not State.HELD:
+            return
+        self.state = State.LIVE
         self._play_end = self.clock()
         self._wake.set()
 
     def cancel(self, reason: str) -> None:
-        """End the reply as cancelled, at once: response.done goes out now, the tasks stop soon."""
-        if self.status is not None:
+        """End the reply as cancelled, at once: response.done goes out now, the tasks stop soon.
+
+        A speculative reply is discarded instead: nothing of it was sent.
+        """
+        if self.ended:
+            return
+        if self.state is State.SPECULATIVE:
+            self.discard()
             return
         heard = self.played_ms()
-        self.hold()
+        self._freeze(heard)
         self._finish("cancelled", heard, {"type": "cancelled", "reason": reason})
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
     def discard(self) -> None:
-        """Drop a speculative reply silently: nothing of it was ever sent."""
-        self.status = "discarded"
+        """Drop a reply silently: a speculation that the caller's next words made stale."""
+        if not self.ended:
+            self.state = State.DROPPED
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+    @property
+    def audio_wanted(self) -> bool:
+        """May audio of this reply already queued for the socket still go out? Not once it is
+        held or cut (barge-in): the caller must not hear one more byte of it."""
+        return self.state is State.LIVE or (self.state is State.DONE and self.status != "cancelled")
+
+    def _freeze(self, heard_ms: float) -> None:
+        """Count `heard_ms` as heard and the rest as unsent: the next audio starts from there."""
+        self.sent_ms = heard_ms
+        self._sent = self.audio.chunk_at(heard_ms)
+        self._play_end = self.clock()
 
     # --- what was heard ------------------------------------------------------------------------
 
     def played_ms(self) -> float:
         """Audio the caller has heard by now: sent, minus what is still in the client's buffer."""
-        if self.held:
-            return self.sent_ms
         buffered = max(0.0, self._play_end - self.clock()) * 1000.0
         return max(0.0, self.sent_ms - buffered)
 
     def text_until(self, ms: float) -> str:
         """The reply's text up to `ms` of its audio (a partly heard sentence is cut proportionally)."""
-        parts: list[str] = []
-        for s in self.sentences:
-            end = s.end_ms if s.end_ms is not None else self._total_ms
-            if end <= ms:
-                parts.append(s.text)
-                continue
-            if s.start_ms < ms and end > s.start_ms:
-                n = int(len(s.text) * (ms - s.start_ms) / (end - s.start_ms))
-                cut = s.text[:n]
-                if n < len(s.text) and not s.text[n].isspace() and " " in cut:
-                    cut = cut[: cut.rindex(" ")]
-                if cut.strip():
-                    parts.append(cut.strip())
-            break
-        return " ".join(parts)
+        return self.audio.text_until(ms)
 
     @property
     def audio_ms(self) -> float:
-        return self._total_ms
+        return self.audio.total_ms
 
     # --- the work ------------------------------------------------------------------------------
 
@@ -201,7 +230,7 @@ class Reply:
         try:
             history = await prepare()
             if history is None:
-                self.status = "empty"
+                self.discard()  # nothing to answer (an empty or failed transcript)
                 return
             self.emit(ResponseStarted(self.response_id, self.item_id, self.previous_item_id))
             sentences: asyncio.Queue[str | None] = asyncio.Queue()
@@ -214,16 +243,16 @@ class Reply:
                 "type": "failed",
                 "error": {"type": "server_error", "message": self._failed},
             }
-            self._finish(status, self._total_ms, details if self._failed else None)
+            self._finish(status, self.audio.total_ms, details if self._failed else None)
         except asyncio.CancelledError:
-            if self.status is None:
+            if not self.ended:
                 self._finish(
                     "cancelled", self.played_ms(), {"type": "cancelled", "reason": "client_cancelled"}
                 )
             raise
         except Exception as e:  # a TTS failure: the call goes on, this reply fails
             log.exception("reply %s failed", self.response_id)
-            if self.status is None:
+            if not self.ended:
                 error: dict[str, object] = {
                     "type": "failed",
                     "error": {"type": "server_error", "message": str(e)},
@@ -244,10 +273,12 @@ class Reply:
                     await out.put(s)
             else:
                 async for delta in plan.llm.stream(history, plan.context):
+                    if isinstance(delta, Usage):
+                        self._usage = self._usage + delta
+                        continue
                     if not isinstance(delta, TextDelta):
                         continue  # tool calls: the tools arrive in a later feature
                     self.stamps.setdefault("llm_first_token", self.clock())
-                    self._out_tokens += max(1, len(delta.text) // 4)
                     for s in seg.push(delta.text):
                         await out.put(s)
         except EngineError as e:
@@ -265,41 +296,35 @@ class Reply:
         await out.put(None)
 
     async def _speak(self, plan: ReplyPlan, sentences: asyncio.Queue[str | None]) -> None:
-        max_chunk = self.output_rate // 10  # 100 ms
         while (text := await sentences.get()) is not None:
-            index = len(self.sentences)
-            sentence = SpokenSentence(text, self._total_ms)
-            self.sentences.append(sentence)
+            index = self.audio.begin_sentence(text)
             resampler = Resampler(plan.tts.sample_rate, self.output_rate)
             async for pcm in plan.tts.synthesize(text, language=plan.language, speed=plan.speed):
                 self.stamps.setdefault("tts_first_audio", self.clock())
-                self._append(resampler.push(np.asarray(pcm, dtype=np.int16)), index, max_chunk)
-            self._append(resampler.push(np.zeros(0, dtype=np.int16), last=True), index, max_chunk)
-            sentence.end_ms = self._total_ms
+                self._append(resampler.push(np.asarray(pcm, dtype=np.int16)), index)
+            self._append(resampler.push(np.zeros(0, dtype=np.int16), last=True), index)
+            self.audio.end_sentence(index)
             self.text = f"{self.text} {text}".strip()
         self._speaking_done = True
         self._wake.set()
 
-    def _append(self, pcm: PCM, sentence: int, max_chunk: int) -> None:
-        for i in range(0, len(pcm), max_chunk):
-            piece = pcm[i : i + max_chunk]
-            ms = len(piece) * 1000.0 / self.output_rate
-            self._chunks.append(_Chunk(piece, ms, sentence))
-            self._total_ms += ms
+    def _append(self, pcm: PCM, sentence: int) -> None:
+        self.audio.append(pcm, sentence)
         if len(pcm):
             self._wake.set()
 
     async def _send(self) -> None:
         """The pacer: keep the client's buffer at about `lead_ms`, never more."""
         while True:
-            if self.released and not self.held and self._sent < len(self._chunks):
+            chunks = self.audio.chunks
+            if self.state is State.LIVE and self._sent < len(chunks):
                 now = self.clock()
                 ahead = (self._play_end - now) * 1000.0
                 if ahead > self.lead_ms:
                     await self.sleep(min(ahead - self.lead_ms, 20.0) / 1000.0)
                     continue
-                chunk = self._chunks[self._sent]
-                sentence = self.sentences[chunk.sentence]
+                chunk = chunks[self._sent]
+                sentence = self.audio.sentences[chunk.sentence]
                 if not sentence.announced:
                     sentence.announced = True
                     self.emit(ReplyTextDelta(self.response_id, self.item_id, sentence.text + " "))
@@ -309,29 +334,19 @@ class Reply:
                 self.sent_ms += chunk.ms
                 self._play_end = max(self._play_end, now) + chunk.ms / 1000.0
                 continue
-            if self._speaking_done and self._sent >= len(self._chunks) and self.released and not self.held:
+            if self._speaking_done and self._sent >= len(chunks) and self.state is State.LIVE:
                 return
             self._wake.clear()
             await self._wake.wait()
 
-    def _chunk_index(self, ms: float) -> int:
-        total = 0.0
-        for i, c in enumerate(self._chunks):
-            if total + c.ms > ms + 0.5:
-                return i
-            total += c.ms
-        return len(self._chunks)
-
     def _finish(self, status: ResponseStatus, heard_ms: float, details: dict[str, object] | None) -> None:
-        self.status = status
         self.text = self.text_until(heard_ms) if status == "cancelled" else self.text
-        in_tokens = self._in_tokens
-        usage = {
-            "input_tokens": in_tokens,
-            "output_tokens": self._out_tokens,
-            "total_tokens": in_tokens + self._out_tokens,
-        }
-        self.emit_out_final(
+        if self.state is State.SPECULATIVE or not self._started:
+            # It never began on the wire (unreleased, or stopped before response.created).
+            self.state = State.DROPPED
+            return
+        self.state, self.status = State.DONE, status
+        self.emit_out(
             ResponseDone(
                 self.response_id,
                 self.item_id,
@@ -339,15 +354,10 @@ class Reply:
                 self.text,
                 details,
                 self.timings(),
-                usage,
+                self._usage,
                 int(heard_ms),
             )
         )
-
-    def emit_out_final(self, event: OutputEvent) -> None:
-        # A reply that never began (unreleased, or cancelled before response.created) ends without a trace.
-        if self.released and any(isinstance(e, ResponseStarted) for e in self._started):
-            self.emit_out(event)
 
     def timings(self) -> dict[str, float]:
         """Milliseconds from the end of the caller's speech to each stage (see ResponseDone.timings)."""

@@ -102,15 +102,6 @@ class Item:
         self.ready.clear()
 
 
-@dataclass(slots=True)
-class Barge:
-    """A possible barge-in in progress: the reply on hold, since when, and the turn that interrupts."""
-
-    reply: Reply
-    since: float
-    item: Item
-
-
 def history(items: list[Item], skip: Item | None = None) -> list[Message]:
     """The conversation as the LLM sees it: every item with words, in order (less `skip`)."""
     return [
@@ -129,7 +120,7 @@ def rejoins(turn: Item | None, answer: Reply | None, gap_ms: int | None, config:
         and answer is not None
         and gap_ms is not None
         and gap_ms <= config.rejoin_within_ms
-        and answer.status is None
+        and answer.active
         and answer.user_item_id == turn.id
         and answer.played_ms() < config.rejoin_unheard_ms
     )

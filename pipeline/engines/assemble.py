@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipeline import PipelineError
+
 MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 MODEL_SIZE = 145_217_607
 JSON_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
@@ -28,7 +30,7 @@ PART_PACKAGES = (
 _CHUNK = 1 << 20
 
 
-class AssembleError(RuntimeError):
+class AssembleError(PipelineError):
     """The packages are missing or their parts do not add up to the expected model."""
 
 

@@ -84,7 +84,25 @@ class TextDelta:
     text: str
 
 
-LLMOutput = TextDelta | ToolCall
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one LLM call used, as its API reports them; yielded once, at the end of a stream.
+
+    An engine that is told nothing by its API yields none (the reply then reports 0: no guesses).
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+LLMOutput = TextDelta | ToolCall | Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +120,8 @@ class ChatContext:
 @runtime_checkable
 class LanguageModel(Protocol):
     def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
-        """Yield text deltas and tool calls as they arrive. Raises RetryableEngineError/FatalEngineError."""
+        """Yield text deltas and tool calls as they arrive, then the `Usage` when the API reports it.
+        Raises RetryableEngineError/FatalEngineError."""
         ...
 
 

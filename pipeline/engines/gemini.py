@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pipeline import EngineUnavailable, FatalEngineError, RetryableEngineError
-from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall
+from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall, Usage
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ _BAD_FINISH = {
 
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(timeouts, transport failures) of the HTTP clients google-genai may use: httpx, its fork
-    httpx2 (google-genai 3.x prefers it), or aiohttp (its async client whenever aiohttp is
-    installed, which another package may well pull in), whichever raises."""
+    httpx2 (google-genai 3.x prefers it), or aiohttp (used for async calls whenever it is
+    installed, which another package may do), whichever raises."""
     timeouts: list[type[BaseException]] = [TimeoutError]
     transports: list[type[BaseException]] = []
     for name in ("httpx", "httpx2"):
@@ -47,8 +47,7 @@ def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     except ImportError:
         pass
     else:
-        timeouts.append(aiohttp.ServerTimeoutError)
-        transports.append(aiohttp.ClientConnectionError)
+        transports.append(aiohttp.ClientError)  # its timeouts are TimeoutErrors as well
     return tuple(timeouts), tuple(transports)
 
 
@@ -160,7 +159,8 @@ class GeminiLLM:
         return contents
 
     async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
-        """Yield TextDelta per chunk of text and ToolCall per functionCall part, as they arrive.
+        """Yield TextDelta per chunk of text and ToolCall per functionCall part, as they arrive,
+        then the `Usage` of the call (from usageMetadata) when Gemini sent it.
 
         Raises RetryableEngineError (429, 5xx, timeout, connection lost, safety and other early
         stops) or FatalEngineError (400/401/403/404: key, model or request wrong).
@@ -171,9 +171,13 @@ class GeminiLLM:
             response = await self._client.aio.models.generate_content_stream(
                 model=self.model, contents=self._contents(history), config=self._config(context)
             )
+            usage = None
             async for chunk in response:
                 for out in self._outputs(chunk):
                     yield out
+                usage = getattr(chunk, "usage_metadata", None) or usage
+            if usage is not None:  # the counts so far ride on each chunk; the last one's are the total
+                yield Usage(usage.prompt_token_count or 0, usage.candidates_token_count or 0)
         except errors.APIError as e:
             code = getattr(e, "code", None) or 0
             if code in (408, 429) or code >= 500:

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall, ToolResult
+from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall, ToolResult, Usage
 from pipeline.prompts import lang_key
 
 # Keyword cues per intent, checked in this order (first match wins).
@@ -269,8 +269,9 @@ class OfflineLLM:
         return t["listen"]
 
     async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
-        """Yield one ToolCall when a tool answers better (see `tool_call`), else the reply word by
-        word (each with its trailing space). Never raises."""
+        """Yield one ToolCall when a tool answers better (see `tool_call`); else the reply word by
+        word (each with its trailing space), then a `Usage` that counts words, not tokens (there is
+        no tokenizer here): the history's in, the reply's out. Never raises."""
         call = self.tool_call(history, context)
         if call is not None:
             yield call
@@ -279,6 +280,7 @@ class OfflineLLM:
         for i, word in enumerate(words):
             yield TextDelta(word + (" " if i < len(words) - 1 else ""))
             await asyncio.sleep(self.word_delay_s)
+        yield Usage(sum(len(m.text.split()) for m in history), len([w for w in words if w]))
 
 
 def load(settings: Any) -> OfflineLLM:

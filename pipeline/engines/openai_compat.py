@@ -1,6 +1,7 @@
 """OpenAI-compatible chat completions (Ollama, vLLM, llama.cpp server), streamed over SSE.
 
-`POST {base_url}/chat/completions` with `stream: true` and a Bearer key when one is set. Text
+`POST {base_url}/chat/completions` with `stream: true` (and `stream_options.include_usage`, so the
+token counts arrive in a last chunk and are yielded as `Usage`) and a Bearer key when one is set. Text
 arrives in `choices[0].delta.content`; tool calls arrive in pieces in `delta.tool_calls` (by
 index: id and name first, the JSON arguments in fragments) and are yielded whole once the choice
 finishes. Errors are sorted here as for Gemini: 408/429/5xx, timeouts, lost connections, errors
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 
 from pipeline import FatalEngineError, RetryableEngineError
-from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall
+from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall, Usage
 
 
 def to_messages(history: Sequence[Message], context: ChatContext) -> list[dict[str, Any]]:
@@ -78,6 +79,8 @@ class OpenAICompatLLM:
             "model": self.model,
             "messages": to_messages(history, context),
             "stream": True,
+            # The token counts come in one last chunk (no choices) when asked for.
+            "stream_options": {"include_usage": True},
             "temperature": self._temperature,
             "max_tokens": self._max_tokens,
         }
@@ -140,6 +143,9 @@ def _outputs(chunk: dict[str, Any], pending: dict[int, dict[str, Any]]) -> list[
         err = chunk["error"]
         raise RetryableEngineError(f"chat completions error mid-stream: {err.get('message', err)}")
     outputs: list[LLMOutput] = []
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        outputs.append(Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)))
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         if delta.get("content"):

@@ -313,12 +313,8 @@ class Call:
         assert self.conv is not None
         conv = self.conv
         while True:
-            event = await conv.out.get()
-            if isinstance(event, ReplyAudio):
-                reply = conv.replies.get(event.item_id)
-                if reply is not None and (reply.held or reply.status == "cancelled"):
-                    continue  # barge-in: not one more byte of this reply
-            else:
+            event = await conv.next_event()  # without reply audio a barge-in made stale
+            if not isinstance(event, ReplyAudio):
                 if isinstance(event, ResponseDone):
                     event = self._with_barge_in_timing(event)
                 self._keep(event)
@@ -382,12 +378,9 @@ class Call:
         while True:
             await asyncio.sleep(min(1.0, s.realtime_idle_prompt_s / 4))
             now = time.monotonic()
-            if conv.busy:
-                conv.last_activity = now
-            if prompt_at is not None and conv.last_caller_activity > prompt_at:
+            if prompt_at is not None and conv.caller_idle_for(now) < now - prompt_at:
                 prompt_at = None  # they came back
-            quiet = now - max(conv.last_activity, conv.last_caller_activity)
-            if prompt_at is None and quiet >= s.realtime_idle_prompt_s:
+            if prompt_at is None and conv.idle_for(now) >= s.realtime_idle_prompt_s:
                 prompt_at = now
                 text = IDLE_PROMPTS.get(prompts.lang_key(self.language), IDLE_PROMPTS["en"])
                 conv.create_response(fixed_text=text)

@@ -414,6 +414,13 @@ class Encoder:
             out.append({"type": "conversation.item.done", "item": item})
         response = self._response(e.response_id, e.status, [item], silvertalk_timings=e.timings)
         response["status_details"] = e.status_details
-        response["usage"] = {**e.usage, "input_token_details": {}, "output_token_details": {}}
+        u = e.usage
+        response["usage"] = {
+            "total_tokens": u.total_tokens,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "input_token_details": {"text_tokens": u.input_tokens, "audio_tokens": 0},
+            "output_token_details": {"text_tokens": u.output_tokens, "audio_tokens": 0},
+        }
         out.append({"type": "response.done", "response": response})
         return out

@@ -63,11 +63,14 @@ class FakeChat(ScriptedFake):
             return Response(status_code=504)
         if reply.status != 200 and reply.error_after is None:
             return JSONResponse(_error(reply.status, "fake failure"), status_code=reply.status)
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            self._events(reply, body.get("model", ""), ttft), media_type="text/event-stream"
+            self._events(reply, body.get("model", ""), ttft, usage), media_type="text/event-stream"
         )
 
-    async def _events(self, reply: Reply, model: str, ttft: float) -> AsyncIterator[bytes]:
+    async def _events(
+        self, reply: Reply, model: str, ttft: float, usage: bool = False
+    ) -> AsyncIterator[bytes]:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -97,6 +100,10 @@ class FakeChat(ScriptedFake):
             reply.finish_reason, "stop"
         )
         yield chunk({}, "tool_calls" if reply.calls else finish)
+        if usage:  # stream_options.include_usage: one last chunk with no choices and the counts
+            counts = {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
+            obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+            yield f"data: {json.dumps({**obj, 'choices': [], 'usage': counts})}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
 

@@ -1,26 +1,20 @@
 """The conversation core without sockets: feed audio frames and requests, check the events that come out.
 
-The engines are small fakes of the external models (they implement the engine Protocols); the
-core (VAD, endpointer, StreamingTranscriber, sentences, replies) is the real code. Time is a fake
-clock advanced 20 ms per frame fed, so the tests run faster than real time and deterministically.
+The engines are small fakes of the external models (`tests.pipeline.callkit`); the core (VAD,
+endpointer, StreamingTranscriber, sentences, replies) is the real code, on a fake clock.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 
-import numpy as np
 import pytest
 
-from pipeline import RetryableEngineError
-from pipeline.conversation import CallConfig, Conversation
-from pipeline.engines.base import PCM, ChatContext, LLMOutput, Message, TextDelta, Transcript
+from pipeline.engines.base import Message
 from pipeline.events import (
     InputCommitted,
     ItemDeleted,
     ItemTruncated,
-    OutputEvent,
     ReplyAudio,
     ReplyTextDelta,
     ResponseDone,
@@ -30,144 +24,7 @@ from pipeline.events import (
     TranscriptDelta,
     TranscriptFinal,
 )
-
-RATE = 16000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep on the fake clock: wake once the feeding has moved time past the deadline."""
-        deadline = self.t + seconds
-        await asyncio.sleep(0)
-        while self.t < deadline:  # noqa: ASYNC110 - the fake clock has no event to wait on
-            await asyncio.sleep(0)
-
-
-def voiced_seconds(audio: PCM) -> float:
-    frames = audio[: len(audio) // 320 * 320].reshape(-1, 320)
-    return float((np.abs(frames).max(axis=1) > 2000).sum() * 0.02)
-
-
-def words(audio: PCM) -> str:
-    n = round(voiced_seconds(audio) / 0.3)
-    return (" ".join(["hello"] * n).capitalize() + ".") if n else ""
-
-
-class FakeSTT:
-    """Whisper stand-in: "Hello hello." with one word per 0.3 s of loud audio, or what `text_fn` says."""
-
-    sample_rate = RATE
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-        self.text_fn: Callable[[PCM], str] = words
-
-    async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
-        self.calls.append(len(audio) / RATE)
-        await asyncio.sleep(0)
-        return Transcript(self.text_fn(audio), language)
-
-
-class FakeLLM:
-    """Streams a fixed reply in small deltas; optionally fails after `fail_after` deltas."""
-
-    def __init__(self, reply: str = "Nice to hear you. The weather is lovely today. Shall we walk?") -> None:
-        self.reply = reply
-        self.histories: list[list[Message]] = []
-        self.fail_after: int | None = None
-
-    async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
-        self.histories.append(list(history))
-        for i in range(0, len(self.reply), 4):
-            if self.fail_after is not None and i // 4 >= self.fail_after:
-                raise RetryableEngineError("503 upstream unavailable")
-            await asyncio.sleep(0)
-            yield TextDelta(self.reply[i : i + 4])
-
-
-class FakeTTS:
-    """A 200 Hz tone, 40 ms per character, at 16 kHz (resampled by the core to the output rate)."""
-
-    sample_rate = RATE
-
-    def __init__(self) -> None:
-        self.spoken: list[str] = []
-
-    async def synthesize(self, text: str, *, language: str, speed: float = 1.0) -> AsyncIterator[PCM]:
-        self.spoken.append(text)
-        n = int(len(text) * 0.04 * RATE)
-        yield (np.sin(np.arange(n) * 2 * np.pi * 200 / RATE) * 3000).astype(np.int16)
-
-
-class Engines:
-    def __init__(self) -> None:
-        self.stt, self.llm, self.tts = FakeSTT(), FakeLLM(), FakeTTS()
-
-    def tts_for(self, language: str) -> FakeTTS:
-        return self.tts
-
-
-def speech(ms: int) -> PCM:
-    t = np.arange(ms * RATE // 1000) / RATE
-    x = ((t * 140) % 1.0 - 0.5) * 2 * 0.3 * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
-    return (x * 32767).astype(np.int16)
-
-
-def silence(ms: int) -> PCM:
-    return np.zeros(ms * RATE // 1000, dtype=np.int16)
-
-
-class Call:
-    """A conversation plus its fake clock and everything it emitted."""
-
-    def __init__(self, **config: object) -> None:
-        self.engines = Engines()
-        self.clock = Clock()
-        cfg = CallConfig(
-            language="en", input_rate=RATE, output_rate=24000, lead_ms=1e9, apology="Sorry, say again?"
-        )
-        for k, v in config.items():
-            setattr(cfg, k, v)
-        self.conv = Conversation(
-            self.engines, ChatContext("be kind", "en"), cfg, clock=self.clock, sleep=self.clock.sleep
-        )
-        self.events: list[OutputEvent] = []
-
-    async def settle(self, rounds: int = 30) -> None:
-        for _ in range(rounds):
-            await asyncio.sleep(0)
-        while not self.conv.out.empty():
-            self.events.append(self.conv.out.get_nowait())
-
-    async def feed(self, pcm: PCM) -> None:
-        for i in range(0, len(pcm), 320):
-            self.conv.push_audio(pcm[i : i + 320])
-            self.clock.t += 0.02
-            await self.settle(4)
-
-    async def until(self, kind: type, n: int = 1, limit: int = 2000) -> None:
-        for _ in range(limit):
-            if sum(isinstance(e, kind) for e in self.events) >= n:
-                return
-            self.clock.t += 0.01
-            await asyncio.sleep(0.001)
-            await self.settle(3)
-        raise AssertionError(f"no {kind.__name__} in {[type(e).__name__ for e in self.events]}")
-
-    def of(self, kind: type) -> list:  # type: ignore[type-arg]
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def names(self) -> list[str]:
-        return [type(e).__name__ for e in self.events]
-
-    async def close(self) -> None:
-        await self.conv.aclose()
+from tests.pipeline.callkit import Call, silence, speech, voiced_seconds, words
 
 
 @pytest.fixture
@@ -333,7 +190,8 @@ async def test_barge_in_stops_audio_at_once_and_keeps_heard_text(call: Call) -> 
     """Caller speech during a reply: no audio after speech_started, cancelled, history keeps the heard."""
     started = await start_reply(call)
     await call.feed(speech(800))
-    assert call.conv._turn is not None and call.conv._turn.continues is None  # a second of it was heard
+    turn = call.conv.floor.turn
+    assert turn is not None and turn.continues is None  # a second of it was heard
     i = max(i for i, e in enumerate(call.events) if isinstance(e, SpeechStarted))
     assert not any(isinstance(e, ReplyAudio) for e in call.events[i:])
     done = call.of(ResponseDone)[0]

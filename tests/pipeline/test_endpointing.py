@@ -102,3 +102,38 @@ def test_turn_ended_too_early_teaches_the_endpointer() -> None:
     assert ep.required_silence_ms() == 1350
     ended = [e for _, e in events if isinstance(e, TurnEnded)]
     assert ended[-1].silence_ms == 1350
+
+
+def test_a_restart_after_hearing_our_answer_is_not_a_pause() -> None:
+    """The caller heard 800 ms of us before speaking again: an answer, so nothing is learned."""
+    ep = Endpointer(min_silence_ms=700, max_silence_ms=2000)
+    _, t = feed(ep, [(True, 1000), (False, 900)])
+    ep.heard(800)
+    feed(ep, [(True, 1000), (False, 1500)], t)
+    assert list(ep.pauses) == []
+
+
+def test_words_decide_whether_a_restart_was_a_pause() -> None:
+    """With words_decide, a quick restart is learned only once told the words before it were unfinished."""
+    finished = Endpointer(min_silence_ms=700, max_silence_ms=2000, words_decide=True)
+    _, t = feed(finished, [(True, 1000), (False, 900)])
+    finished.last_turn_words(finished=True)
+    feed(finished, [(True, 1000)], t)
+    assert list(finished.pauses) == []
+    cut = Endpointer(min_silence_ms=700, max_silence_ms=2000, words_decide=True)
+    _, t = feed(cut, [(True, 1000), (False, 900), (True, 1000)])
+    assert list(cut.pauses) == []  # the words are not known yet
+    cut.last_turn_words(finished=False)
+    assert list(cut.pauses) == [900]
+
+
+def test_end_turn_now_ends_the_turn_with_its_voiced_time() -> None:
+    """A client commit ends the turn at once: PauseBegan then TurnEnded carrying the voiced ms."""
+    ep = Endpointer()
+    assert ep.end_turn_now(0) == []
+    _, t = feed(ep, [(True, 600)])
+    events = ep.end_turn_now(t)
+    assert kinds([(t, e) for e in events]) == ["PauseBegan", "TurnEnded"]
+    ended = events[-1]
+    assert isinstance(ended, TurnEnded) and ended.voiced_ms == 600 and ended.silence_ms == 0
+    assert not ep.in_turn

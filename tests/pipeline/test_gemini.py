@@ -8,7 +8,16 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline import FatalEngineError, RetryableEngineError
-from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall, ToolResult, ToolSpec
+from pipeline.engines.base import (
+    ChatContext,
+    LLMOutput,
+    Message,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    Usage,
+)
 from pipeline.engines.gemini import GeminiLLM
 from pipeline.prompts import system_prompt
 from tests.fakes.gemini import FakeGemini, Reply
@@ -40,9 +49,10 @@ CTX = ChatContext(system_prompt=system_prompt("ko", "영희"), language="ko", us
 
 
 async def test_text_streams_in_chunks(fake: FakeGemini) -> None:
-    """The reply arrives as several text deltas that join to the full answer."""
+    """The reply arrives as several text deltas that join to the full answer, then usageMetadata's counts."""
     out = await collect(engine(fake), [Message("user", "안녕하세요")], CTX)
-    assert len(out) == 3 and all(isinstance(o, TextDelta) for o in out)
+    assert len(out) == 4 and all(isinstance(o, TextDelta) for o in out[:3])
+    assert out[-1] == Usage(input_tokens=20, output_tokens=10)
     assert (
         "".join(o.text for o in out if isinstance(o, TextDelta))
         == "안녕하세요 영희 님, 오늘 기분은 어떠세요?"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.engines.base import ChatContext, Message, TextDelta
+from pipeline.engines.base import ChatContext, Message, TextDelta, Usage
 from pipeline.engines.offline import OfflineLLM
 
 FACTS = {
@@ -24,9 +24,12 @@ EN_FACTS = {
 async def say(text: str, language: str = "ko", facts: dict[str, object] | None = None, turns: int = 0) -> str:
     history = [Message("user", "음"), Message("assistant", "네")] * turns + [Message("user", text)]
     ctx = ChatContext(system_prompt="", language=language, facts=FACTS if facts is None else facts)
-    deltas = [d async for d in OfflineLLM().stream(history, ctx)]
+    *deltas, usage = [d async for d in OfflineLLM().stream(history, ctx)]
     assert all(isinstance(d, TextDelta) for d in deltas) and len(deltas) > 2  # word by word
-    return "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    # Words counted honestly (there is no tokenizer): the history's in, the reply's out.
+    assert usage == Usage(sum(len(m.text.split()) for m in history), len(text.split()))
+    return text
 
 
 async def test_korean_schedule_from_events() -> None:

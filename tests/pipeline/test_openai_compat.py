@@ -7,7 +7,16 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline import FatalEngineError, RetryableEngineError
-from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall, ToolResult, ToolSpec
+from pipeline.engines.base import (
+    ChatContext,
+    LLMOutput,
+    Message,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    Usage,
+)
 from pipeline.engines.openai_compat import OpenAICompatLLM
 from tests.fakes.openai_chat import FakeChat, Reply
 
@@ -35,10 +44,12 @@ async def collect(llm: OpenAICompatLLM, history: list[Message], ctx: ChatContext
 
 
 async def test_text_streams_with_system_prompt_and_history(fake: FakeChat) -> None:
-    """Deltas join to the reply; the request carries the system prompt, history, model and stream flag."""
+    """Deltas join to the reply, then the usage chunk's counts; the request carries the system prompt,
+    history, model, stream flag and include_usage."""
     history = [Message("user", "hi"), Message("assistant", "Hello!"), Message("user", "how are you?")]
     out = await collect(engine(fake), history)
-    assert len(out) == 3
+    assert len(out) == 4 and out[-1] == Usage(input_tokens=20, output_tokens=10)
+    assert fake.requests[-1].body["stream_options"] == {"include_usage": True}
     assert "".join(o.text for o in out if isinstance(o, TextDelta)) == "Hello Mary, how are you today?"
     req = fake.requests[-1]
     assert req.headers["authorization"] == f"Bearer {fake.api_key}"

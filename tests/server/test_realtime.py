@@ -127,6 +127,8 @@ async def test_sdk_holds_a_multi_turn_english_call(server: LiveServer, token: st
                 done = await until(conn, "response.done", seen, timeout=90)
             transcripts.append(heard_whole(seen[start:]))
             timings.append(done.response.model_extra["silvertalk_timings"])
+            usage = done.response.usage  # what the (fake) Gemini's usageMetadata reported
+            assert usage is not None and (usage.input_tokens, usage.output_tokens) == (20, 10)
         names = [e.type for e in seen]
         assert "input_audio_buffer.speech_started" in names and "response.output_audio.delta" in names
         assert "response.output_audio_transcript.delta" in names
