@@ -52,6 +52,8 @@ class ReminderClock:
 
     def __init__(self, reminders: Sequence[Reminder], language: str, call_started: datetime) -> None:
         self.language = lang_key(language)
+        #: The caller's zone (that of `call_started`): ask with `datetime.now(clock.zone)`.
+        self.zone = call_started.tzinfo
         self.reminders = sorted(reminders, key=lambda r: r.starts_at)
         # Timed reminders that came due before the call are not repeated one by one.
         self._said = {r for r in self.reminders if r.all_day or r.due_at <= call_started}

@@ -67,6 +67,9 @@ class CallConfig:
     #: Partial transcripts only for utterances longer than this: on CPU a decode takes about a
     #: second, and one running when the caller stops delays the final transcript behind it.
     partial_after_s: float = 2.5
+    #: Words of emergency in the caller's turn get `pipeline.emergency.reply` with this number
+    #: instead of the model's answer ("" turns the check off).
+    emergency_number: str = ""
 
 
 @dataclass(slots=True)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline import emergency
 from pipeline.engines.base import LanguageModel
+from pipeline.prompts import lang_key
 from pipeline.reminders import ReminderClock
 from server.companion.summary import CallSummary
 from server.companion.tools import CompanionTools, Push
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("silvertalk.companion")
 
+#: The same kind of emergency again within this many seconds of a call is not a new alert.
+ALERT_REPEAT_S = 120.0
+
 
 class CallCompanion:
     """The companion's part of one call for `user`, speaking `language`."""
@@ -39,6 +44,12 @@ class CallCompanion:
         self.tools = CompanionTools(services, user, language=language, push=push)
         self.conversation_id: uuid.UUID | None = None
         self.alerts: list[uuid.UUID] = []
+        self._alerted: dict[str, float] = {}  # kind -> monotonic time of its last alert
+
+    def set_language(self, language: str) -> None:
+        """The session's language changed: questions and emergency words follow it."""
+        self.language = language
+        self.tools.language = lang_key(language)
 
     async def emergency_reply(self, transcript: str) -> str | None:
         """When `transcript` holds words of emergency: store the alert (the caregiver is told in the
@@ -46,8 +57,13 @@ class CallCompanion:
         found = emergency.detect(transcript)
         if found is None:
             return None
+        now = time.monotonic()
+        repeated = now - self._alerted.get(found.kind, -ALERT_REPEAT_S) < ALERT_REPEAT_S
+        self._alerted[found.kind] = now
         sender: Any = self.services.extras.get("alerts")
         try:
+            if repeated:  # the caller saying it again: the family has just been told
+                return emergency.reply(self.language, self.services.settings.emergency_number)
             alert = await sender.raise_alert(
                 self.user.id,
                 kind=found.kind,

@@ -53,7 +53,8 @@ async def test_without_tools_it_answers_from_facts_and_is_honest_about_what_it_c
         system_prompt="", language="ko", facts={"today_events": [{"title": "병원", "time": "15:00"}]}
     )
     outs = await outputs([Message("user", "오늘 일정 알려 주세요")], plain)
-    assert all(isinstance(o, TextDelta) for o in outs)
+    assert not any(isinstance(o, ToolCall) for o in outs)
+    assert "오후 3시에 병원" in "".join(o.text for o in outs if isinstance(o, TextDelta))
     said = "".join(
         o.text
         for o in await outputs([Message("user", "내일 아침에 깨워 줘요")], KO)
