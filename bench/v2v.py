@@ -303,9 +303,19 @@ def stage_rows(results: list[TurnResult]) -> list[list[Any]]:
     return report.stats_rows(metrics)
 
 
-def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
-    """Run the benchmark; prints the table and writes `results/v2v.json`."""
+def run(ttft_s: float = 0.3, turns: list[Turn] | None = None, tool: bool = False) -> dict[str, Any]:
+    """Run the benchmark; prints the table and writes `results/v2v.json`.
+
+    With `tool` every turn's answer first calls the companion's `list_events` (one more LLM round
+    trip, plus the tool: a calendar query), and the results go to `results/v2v-tool.json`.
+    """
     from tests.fakes.gemini import FakeGemini, Reply
+
+    def answer(body: dict[str, Any]) -> Reply:
+        last = (body.get("contents") or [{}])[-1].get("parts") or []
+        if tool and not any("functionResponse" in p for p in last):
+            return Reply.call("list_events")
+        return Reply(text=REPLY, chunks=1)
 
     turns = turns or inputs.prepare()
     groups: dict[str, list[Turn]] = {}
@@ -313,7 +323,7 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
         groups.setdefault(t.name.split("-")[0], []).append(t)
     results: list[TurnResult] = []
     with (
-        FakeGemini(reply=Reply(text=REPLY, chunks=1), ttft_s=ttft_s) as fake,
+        FakeGemini(reply=answer, ttft_s=ttft_s) as fake,
         ServerProcess("v2v", server_env(fake.url, fake.api_key)) as server,
     ):
 
@@ -329,7 +339,8 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
     missed = [r.name for r in results if r.v2v_ms is None]
     print(
         report.table(
-            f"Voice-to-voice over {len(results)} turns (ms; fake LLM TTFT {ttft_s * 1000:.0f} ms)",
+            f"Voice-to-voice over {len(results)} turns (ms; fake LLM TTFT {ttft_s * 1000:.0f} ms"
+            + ("; each answer calls one tool first)" if tool else ")"),
             ["stage", "n", "p50", "p95", "max"],
             stage_rows(results),
         )
@@ -349,6 +360,7 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
     )
     data = {
         "ttft_s": ttft_s,
+        "tool": tool,
         "summary": {
             "v2v_ms": report.summary(r.v2v_ms for r in results),
             "endpoint_ms": report.summary(r.endpoint_ms for r in results),
@@ -364,15 +376,18 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
         "no_reply": missed,
         "turns": [{**r.__dict__, "cut": r.cut, "heard_whole": r.heard_whole} for r in results],
     }
-    print(f"wrote {report.write('v2v', data)}")
+    print(f"wrote {report.write('v2v-tool' if tool else 'v2v', data)}")
     return data
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="voice-to-voice latency per turn")
     parser.add_argument("--ttft", type=float, default=0.3, help="fake Gemini time to first token, seconds")
+    parser.add_argument(
+        "--tool", action="store_true", help="every answer calls one tool (list_events) before speaking"
+    )
     args = parser.parse_args(argv)
-    run(args.ttft)
+    run(args.ttft, tool=args.tool)
 
 
 if __name__ == "__main__":
