@@ -59,7 +59,7 @@ from pipeline.events import (
 )
 from pipeline.sentences import SentenceSegmenter
 from pipeline.timeline import Timeline
-from pipeline.tools import ToolRunner, run_call
+from pipeline.tools import SIDE_EFFECTS, ToolRunner, run_call
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class Reply:
     _play_end: float = 0.0
     _speaking_done: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _failed: str | None = None
     _usage: Usage = field(default_factory=Usage)
     #: The tools this reply ran, in order: (name, result).
@@ -136,6 +137,8 @@ class Reply:
 
     def __post_init__(self) -> None:
         self.state = State.SPECULATIVE if self.speculative else State.LIVE
+        if not self.speculative:
+            self._released.set()
         self.audio = Timeline(self.output_rate)
 
     @property
@@ -162,6 +165,7 @@ class Reply:
         if self.state is not State.SPECULATIVE:
             return
         self.state = State.LIVE
+        self._released.set()
         buffered, self._buffer = self._buffer, []
         for event in buffered:
             self.emit_out(event)
@@ -329,6 +333,8 @@ class Reply:
                 return
             for s in seg.flush():
                 await out.put(s)
+            if any(c.name in SIDE_EFFECTS for c in calls):
+                await self._released.wait()  # the caller may go on: no effects until the turn is theirs
             results = [await run_call(plan.tools, call) for call in calls]
             self.stamps["tools_done"] = self.clock()
             self.tool_calls += [(c.name, r.result) for c, r in zip(calls, results, strict=True)]

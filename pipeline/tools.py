@@ -22,6 +22,7 @@ from pipeline.engines.base import ToolCall, ToolResult, ToolSpec
 __all__ = [
     "CHANGES",
     "PHOTO_SHOW_EVENT",
+    "SIDE_EFFECTS",
     "TOOL_NAMES",
     "TOOL_SPECS",
     "ToolCall",
@@ -139,6 +140,9 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
 TOOL_NAMES = frozenset(spec.name for spec in TOOL_SPECS)
 #: Tools that save or start something: a spoken confirmation comes first.
 CHANGES = frozenset({"add_event", "save_memory", "make_picture"})
+#: Tools with effects outside the reply (a row written, an event on the caller's screen): a
+#: speculative reply (the caller may not be done) runs them only once it is released.
+SIDE_EFFECTS = CHANGES | {"show_photo"}
 
 
 def error_result(message: str, **extra: Any) -> dict[str, Any]:
