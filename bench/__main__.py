@@ -1,8 +1,11 @@
-"""`python -m bench all|v2v|floor|bargein|calls|rest [options]`: run benchmarks, print tables, write JSON.
+"""`python -m bench NAME [options]`: run a benchmark (or `all`), print its tables.
 
-`all` runs every benchmark once with its defaults (about 10 minutes on a 2-core machine). One
-benchmark that fails (a server that will not start, say) is reported and the others still run;
-nothing here fails on speed. Options after the name go to that benchmark (`--help` lists them).
+Names: see `BENCHMARKS` below. Each writes its JSON under bench/results/.
+
+`all` runs every benchmark but the long ones (`load`, `endpointing`: each runs on its own) once
+with its defaults (about 10 minutes on a 2-core machine). One benchmark that fails (a server that
+will not start, say) is reported and the others still run; nothing here fails on speed. Options
+after the name go to that benchmark (`--help` lists them).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, floor, rest, v2v
+from bench import bargein, calls, endpointing, floor, fuzz, load, rest, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -20,7 +23,11 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "bargein": bargein.main,
     "calls": calls.main,
     "rest": rest.main,
+    "endpointing": endpointing.main,
+    "fuzz": fuzz.main,
+    "load": load.main,
 }
+ON_ITS_OWN = {"load", "endpointing"}
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +40,8 @@ def main(argv: list[str]) -> int:
         return 0
     failed = []
     for bench_name, entry in BENCHMARKS.items():
+        if bench_name in ON_ITS_OWN:
+            continue
         started = time.monotonic()
         print(f"\n=== {bench_name} ===", flush=True)
         try:

@@ -45,6 +45,10 @@ def cpu_seconds(pid: int) -> float:
 class ServerProcess:
     """A Silvertalk server in its own process, on 127.0.0.1:<free port>."""
 
+    #: What answers 200 once the server is up, and how long it may take to stop after SIGINT.
+    health_path = "/healthz"
+    stop_timeout_s = 15.0
+
     def __init__(
         self,
         name: str,
@@ -96,14 +100,15 @@ class ServerProcess:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{self.name}: the server exited with {self.proc.returncode}:\n{tail}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
+                health = httpx.get(f"{self.url}{self.health_path}", timeout=1.0, trust_env=False)
+                if health.status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         self.__exit__(None, None, None)
         raise RuntimeError(
-            f"{self.name}: the server did not answer /healthz within {self.start_timeout_s:.0f} s"
+            f"{self.name}: the server did not answer {self.health_path} within {self.start_timeout_s:.0f} s"
         )
 
     def __exit__(
@@ -112,7 +117,7 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -131,6 +136,7 @@ def main() -> None:
     import uvicorn
 
     from bench import engines
+    from server.__main__ import ws_max_size
     from server.app import create_app
     from server.settings import Settings
 
@@ -145,7 +151,7 @@ def main() -> None:
         access_log=False,
         ws=args.ws,
         ws_per_message_deflate=not args.no_deflate,
-        ws_max_size=settings.realtime_max_message_bytes,
+        ws_max_size=ws_max_size(settings),
         timeout_graceful_shutdown=5,
     )
 

@@ -184,6 +184,8 @@ class TurnResult:
     transcripts: list[str]
     timings: dict[str, Any]
     status: str | None
+    #: Reply audio that arrived before the last word was sent (ms, negative): the sentence was cut off.
+    early_audio_ms: float | None = None
 
     @property
     def cut(self) -> bool:
@@ -201,6 +203,7 @@ def analyse(
     """Read one turn's results from the events that arrived while it was the current turn."""
     kinds = [e.get("type") for _, e in window]
     first_audio = next((t for t, e in window if e.get("type") in AUDIO_DELTAS and t >= label_t), None)
+    early_audio = next((t for t, e in window if e.get("type") in AUDIO_DELTAS and t < label_t), None)
     stopped = next(
         ((t, e) for t, e in window if e.get("type") == "input_audio_buffer.speech_stopped" and t >= label_t),
         None,
@@ -229,6 +232,7 @@ def analyse(
         ],
         timings=timings_of(done) if done else {},
         status=resp.get("status"),
+        early_audio_ms=(early_audio - label_t) * 1000 if early_audio is not None else None,
     )
 
 

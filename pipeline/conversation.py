@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline import turns
 from pipeline.audio import PCM, Resampler
+from pipeline.completeness import Completeness, judge
 from pipeline.core import CallCore
 from pipeline.endpointing import Endpointer, PauseBegan, SpeechResumed, TurnEnded, TurnStarted
 from pipeline.engines.base import ChatContext
@@ -34,7 +35,8 @@ from pipeline.floor import Floor
 from pipeline.reply import Reply
 from pipeline.tools import ToolRunner
 from pipeline.transcripts import Transcripts
-from pipeline.turns import SENTENCE_END, CallConfig, CallEngines, Item, new_id
+from pipeline.turn_end import EndOfTurn, TurnEndPolicy
+from pipeline.turns import CallConfig, CallEngines, Item, new_id
 from pipeline.vad import FRAME_MS, SAMPLE_RATE, FrameSplitter, Vad
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class Conversation:
         self._ep = Endpointer(words_decide=True)
         self.transcripts = Transcripts(core, on_words=self._words_known)
         self.floor = Floor(core, self._ep, self.transcripts)
+        self.turn_end = EndOfTurn(getattr(engines, "turn", None), TurnEndPolicy(), core.spawn, clock)
         self._splitter = FrameSplitter()
         self._input: list[PCM] = []  # audio since the last commit/clear (turn detection off)
         self._t_ms = 0
@@ -91,6 +94,12 @@ class Conversation:
         ep.min_silence_ms = c.min_silence_ms
         ep.max_silence_ms = max(c.max_silence_ms, c.min_silence_ms)
         ep.barely_heard_ms = c.rejoin_unheard_ms
+        self.turn_end.policy = TurnEndPolicy(
+            finished_ms=c.end_finished_ms,
+            max_ms=ep.max_silence_ms,
+            doubt_ms=c.end_doubt_ms,
+            audio_threshold=c.end_audio_threshold,
+        )
         self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(c.prefix_padding_ms + 200) // FRAME_MS)
         self.stt.language = c.language
         self.core.context = dataclasses.replace(self.core.context, language=c.language)
@@ -116,9 +125,7 @@ class Conversation:
         if ep.in_turn:
             self.stt.push(frame)
             self.core.last_activity = now
-            ep.hold_end = (
-                self.config.speculative and floor.turn is not None and not turns.finished(floor.turn)
-            )
+            ep.end_silence_ms = self._end_silence_ms()
         else:
             self._prefix.append((t, frame))
             ep.heard(floor.heard_ms())
@@ -132,9 +139,19 @@ class Conversation:
         if ep.in_turn:
             self.transcripts.maybe_partial(now)
 
+    def _end_silence_ms(self) -> int | None:
+        """The silence that ends the turn in progress: decided from its words and sound while the
+        final decode runs in its pauses (speculation); without it, the speaker's learned silence."""
+        turn = self.floor.turn
+        if not self.config.speculative or turn is None:
+            return None
+        words = turns.words_so_far(turn)
+        return self.turn_end.silence_ms(words, self.config.language, self._ep.required_silence_ms())
+
     def _dispatch(self, event: Any, now: float) -> None:
         floor = self.floor
         if isinstance(event, TurnStarted):
+            self.turn_end.begin()
             floor.turn_started(event)
             for t, frame in self._prefix:
                 if t >= event.start_ms:
@@ -142,15 +159,37 @@ class Conversation:
             self._prefix.clear()
         elif isinstance(event, PauseBegan):
             floor.pause_began(now)
+            self.turn_end.paused(lambda: self.stt.tail(8.0))
         elif isinstance(event, SpeechResumed):
+            self.turn_end.resumed()
             floor.speech_resumed()
         elif isinstance(event, TurnEnded):
+            self._log_end_of_turn(event)
             floor.turn_ended(event, now)
+
+    def _log_end_of_turn(self, event: TurnEnded) -> None:
+        """Keep how the turn's end was decided with its timings, and log it with its inputs."""
+        decision, turn = self.turn_end.decision, self.floor.turn
+        self.turn_end.resumed()
+        if decision is None or turn is None or event.silence_ms == 0:
+            return  # ended on the client's request, or with no decision made (no speculation)
+        turn.end_of_turn = decision.as_timings()
+        log.info(
+            "end of turn %s after %d ms of silence: %s (words %s: %s; sound p=%s; learned %d ms)",
+            turn.id,
+            event.silence_ms,
+            decision.reason,
+            decision.words.value if decision.words else "-",
+            decision.words_reason or "-",
+            "-" if decision.audio_p is None else f"{decision.audio_p:.2f}",
+            decision.learned_ms,
+        )
 
     def _words_known(self, item: Item) -> None:
         """A committed turn's words are in: the endpointer learns whether its end was a pause."""
         if item.kind == "audio":
-            self._ep.last_turn_words(finished=item.text.rstrip().endswith(SENTENCE_END))
+            words = judge(item.text, self.config.language)
+            self._ep.last_turn_words(finished=words.state is not Completeness.INCOMPLETE)
 
     # --- client requests -----------------------------------------------------------------------
 
@@ -277,7 +316,7 @@ class Conversation:
                     continue
             return event
 
-    def turn_timings(self, item_id: str) -> dict[str, float]:
+    def turn_timings(self, item_id: str) -> dict[str, float | str]:
         """A user turn's milliseconds from the end of speech to turn end and to its transcript."""
         item = self.core.find(item_id)
         return item.timings_ms() if item is not None else {}

@@ -103,9 +103,9 @@ class Endpointer:
         self._heard_ms = 0.0  # of our answer, since the last turn ended
         self._last_finished: bool | None = None  # the last ended turn's words looked finished
         self._restart_gap: int | None = None  # a quick restart waiting for `last_turn_words`
-        #: Set by the caller while the words so far do not look finished (a transcript ending in a
-        #: comma, or none yet): the turn then ends only after `max_silence_ms`.
-        self.hold_end = False
+        #: The silence that ends the turn in progress, when the owner has decided it from the
+        #: words and the sound (`pipeline.turn_end`); None: the speaker's learned silence.
+        self.end_silence_ms: int | None = None
         self.pauses: deque[int] = deque(maxlen=history)
         self._window: deque[tuple[bool, int]] = deque(maxlen=start_window)
         self.in_turn = False
@@ -179,7 +179,7 @@ class Endpointer:
         if not self._pause_announced and silence >= self.pause_trigger_ms:
             self._pause_announced = True
             events.append(PauseBegan(speech_end_ms=self._silent_since))
-        required = self.max_silence_ms if self.hold_end else self.required_silence_ms()
+        required = self.end_silence_ms if self.end_silence_ms is not None else self.required_silence_ms()
         if silence >= required:
             events.append(TurnEnded(self._silent_since, required, self.voiced_ms))
             self._last_end = self._silent_since

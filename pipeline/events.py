@@ -1,6 +1,6 @@
 """What the conversation core emits: frozen, slotted dataclasses, one per thing that happens in a call.
 
-The gateway (`server.realtime.protocol`) turns each of these into OpenAI Realtime server events;
+The gateway (`server.realtime.encoder`) turns each of these into OpenAI Realtime server events;
 the core never builds JSON. Times ending in `_ms` are milliseconds of *input audio* since the call
 began (the clock the protocol's `audio_start_ms` / `audio_end_ms` use); `timings` are wall-clock
 milliseconds measured on the monotonic clock.

@@ -87,7 +87,8 @@ class Floor:
         item = Item(new_id("item"), "user", "audio", status="in_progress")
         self.phase, self.turn = Phase.SPEAKING, item
         self.transcripts.begin_turn(item)
-        if turns.rejoins(self.open, self.reply, event.gap_ms, config) and core.stt.duration_s < REJOIN_MAX_S:
+        rejoin = turns.rejoins(self.open, self.reply, event.gap_ms, config, core.clock())
+        if rejoin and core.stt.duration_s < REJOIN_MAX_S:
             item.continues = self.open
             core.stt.carry_on()
         else:

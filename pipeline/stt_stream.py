@@ -21,6 +21,11 @@ it, and committed words are never taken back. The final decode starts when silen
 
 Audio pushed after `speculate()` without a `cancel_speculation()` is taken to be the trailing
 silence the caller's VAD already judged not to be speech; it does not invalidate the speculation.
+
+For engines on another machine (`pipeline.engines.remote`) a partial's decode runs with
+`DECODE_KIND` set to "partial", so the engine can send it at low priority or decline it
+(`PartialSkipped`: the last partial stands); a final decode cancels a partial request still in
+flight rather than waiting behind it.
 """
 
 from __future__ import annotations
@@ -29,15 +34,25 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline import RetryableEngineError
 from pipeline.engines.base import PCM, SpeechToText, Transcript
 
 #: A pause, for `should_partial`: the last 200 ms at least 25 dB below the utterance's loudest 20 ms.
 PAUSE_PROBE_S = 0.2
 PAUSE_DROP_DB = 25.0
+
+#: Which decode a `SpeechToText.transcribe` call serves: "partial" or "final". Local engines
+#: ignore it; a remote engine sends partials at low priority and may decline them.
+DECODE_KIND: ContextVar[str] = ContextVar("silvertalk_decode_kind", default="final")
+
+
+class PartialSkipped(RetryableEngineError):
+    """The engine declined a partial decode (its server is busy): the last partial stands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +116,7 @@ class StreamingTranscriber:
         self._background: set[asyncio.Task[Transcript]] = set()  # abandoned decodes still running
         self._running: asyncio.Task[Transcript] | None = None  # the task whose decode is on the model
         self._spec: asyncio.Task[Transcript] | None = None
+        self._partial_req: asyncio.Task[tuple[Transcript, float]] | None = None
         self._levels: list[float] = []  # dB of each 20 ms block of the utterance
         self._peak_db = 0.0
         self._level_rest: np.ndarray = np.zeros(0, dtype=np.float32)  # samples short of a block
@@ -132,6 +148,10 @@ class StreamingTranscriber:
         """True when the last `PAUSE_PROBE_S` of audio is far quieter than the utterance's speech."""
         n = round(PAUSE_PROBE_S * 50)
         return len(self._levels) >= n and max(self._levels[-n:]) < self._peak_db - PAUSE_DROP_DB
+
+    def tail(self, seconds: float) -> PCM:
+        """The last `seconds` of the utterance's audio (the end-of-turn model hears this)."""
+        return self._audio()[-int(seconds * self._rate) :]
 
     @property
     def duration_s(self) -> float:
@@ -202,7 +222,21 @@ class StreamingTranscriber:
         if self._spec is not None or self._samples == 0:
             return self._current()
         audio, covered = self._audio(), self._samples
-        transcript, elapsed = await self._decode(audio)
+        token = DECODE_KIND.set("partial")  # the request task copies the context as it is now
+        request = self._partial_req = asyncio.create_task(self._decode(audio), name="stt-partial")
+        DECODE_KIND.reset(token)
+        try:
+            transcript, elapsed = await request
+        except PartialSkipped:
+            self._decoded_samples = covered  # ask again only when more audio has come
+            return self._current()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if request.cancelled() and task is not None and not task.cancelling():
+                return self._current()  # dropped for a final decode (`_drop_partial`)
+            raise
+        finally:
+            self._partial_req = None
         self.stats.partial_decode_s.append(elapsed)
         self._decoded_samples = covered
         self._last_decode_s = elapsed
@@ -236,6 +270,7 @@ class StreamingTranscriber:
         """Silence began: start the final decode of everything pushed so far, in a task."""
         if self._spec is not None or self._samples == 0:
             return
+        self._drop_partial()
         self._spec = asyncio.create_task(self._final_decode(self._audio()), name="stt-speculative")
 
     def cancel_speculation(self, *, count: bool = True) -> None:
@@ -254,6 +289,15 @@ class StreamingTranscriber:
         if not spec.done():
             self._background.add(spec)
             spec.add_done_callback(self._forget)
+
+    def _drop_partial(self) -> None:
+        """A final decode is next: a partial request still in flight is stale, so it is cancelled.
+
+        A remote request is abandoned at once; a local decode already on the model thread still
+        finishes there, and the final queues behind it as it would have anyway.
+        """
+        if self._partial_req is not None and not self._partial_req.done():
+            self._partial_req.cancel()
 
     def _forget(self, task: asyncio.Task[Transcript]) -> None:
         self._background.discard(task)
@@ -276,6 +320,7 @@ class StreamingTranscriber:
             if self._samples == 0:
                 return Transcript(text="", language=self.language)
             self.stats.speculative_misses += 1
+            self._drop_partial()
             transcript = await self._final_decode(self._audio())
         self.stats.final_wait_s.append(self._clock() - start)
         return transcript

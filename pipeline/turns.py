@@ -15,9 +15,6 @@ from pipeline.engines.base import LanguageModel, Message, SpeechToText, TextToSp
 if TYPE_CHECKING:
     from pipeline.reply import Reply
 
-#: Whisper ends a finished sentence with one of these; a turn cut mid-sentence ends with "," or a word.
-SENTENCE_END = (".", "?", "!", "\u2026", "\u3002", "\uff1f", "\uff01")
-
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
@@ -48,8 +45,15 @@ class CallConfig:
     silence_duration_ms: int = 500
     create_response: bool = True
     interrupt_response: bool = True
+    #: Bounds of the speaker's learned end-of-turn silence; `max_silence_ms` is also the wait for a
+    #: turn whose words are unfinished (older speakers pause 1-2 s mid-sentence).
     min_silence_ms: int = 700
-    max_silence_ms: int = 2000
+    max_silence_ms: int = 2500
+    #: The end-of-turn table (`pipeline.turn_end`): the silence when words and sound both say
+    #: finished, the wait when they disagree, and the audio model's "finished" probability.
+    end_finished_ms: int = 350
+    end_doubt_ms: int = 1600
+    end_audio_threshold: float = 0.5
     speed: float = 1.0
     #: Reply audio the client may buffer ahead of playback.
     lead_ms: float = 300.0
@@ -64,6 +68,9 @@ class CallConfig:
     #: `rejoin_unheard_ms` of our answer, was pausing, not done: the turns become one (Conversation).
     rejoin_within_ms: int = 2500
     rejoin_unheard_ms: float = 500.0
+    #: ... or while our answer is in its first `rejoin_began_ms` of playing, however much was sent:
+    #: never talk into a pause.
+    rejoin_began_ms: float = 1000.0
     #: Partial transcripts only for utterances longer than this: on CPU a decode takes about a
     #: second, and one running when the caller stops delays the final transcript behind it.
     partial_after_s: float = 2.5
@@ -89,15 +96,19 @@ class Item:
     announced: bool = False
     #: The user turn this one carries on: the caller spoke again before hearing our answer to it.
     continues: Item | None = None
+    #: How its end was decided (`pipeline.turn_end.Decision.as_timings`), for the stored timings.
+    end_of_turn: dict[str, float | str] = field(default_factory=dict)
 
-    def timings_ms(self) -> dict[str, float]:
-        """Milliseconds from the end of this turn's speech to each later stamp (turn end, transcript)."""
+    def timings_ms(self) -> dict[str, float | str]:
+        """Milliseconds from the end of this turn's speech to each later stamp (turn end, transcript),
+        and how its end was decided."""
         if "speech_end" not in self.timings:
             return {}
         base = self.timings["speech_end"]
-        return {
+        out: dict[str, float | str] = {
             f"{k}_ms": round((v - base) * 1000.0, 1) for k, v in self.timings.items() if k != "speech_end"
         }
+        return {**out, **self.end_of_turn}
 
     def forget_transcript(self) -> None:
         """The caller spoke on: whatever was decoded of this turn so far is stale."""
@@ -114,32 +125,38 @@ def history(items: list[Item], skip: Item | None = None) -> list[Message]:
     ]
 
 
-def rejoins(turn: Item | None, answer: Reply | None, gap_ms: int | None, config: CallConfig) -> bool:
+def rejoins(
+    turn: Item | None, answer: Reply | None, gap_ms: int | None, config: CallConfig, now: float
+) -> bool:
     """Does a turn starting `gap_ms` after `turn` ended carry it on? Yes when it starts within
-    `rejoin_within_ms` and `answer`, our reply to that turn, is still on its way and has been heard
-    for less than `rejoin_unheard_ms`: the caller was pausing, not done, and did not hear us."""
+    `rejoin_within_ms` and `answer`, our reply to that turn, is still on its way and either has been
+    heard for less than `rejoin_unheard_ms` or began playing less than `rejoin_began_ms` ago (at
+    `now`): the caller was pausing, not done, and we were talking into their pause."""
+    if (
+        turn is None
+        or answer is None
+        or gap_ms is None
+        or gap_ms > config.rejoin_within_ms
+        or not answer.active
+        or answer.user_item_id != turn.id
+    ):
+        return False
+    began = answer.stamps.get("first_audio_sent")
     return (
-        turn is not None
-        and answer is not None
-        and gap_ms is not None
-        and gap_ms <= config.rejoin_within_ms
-        and answer.active
-        and answer.user_item_id == turn.id
-        and answer.played_ms() < config.rejoin_unheard_ms
+        answer.played_ms() < config.rejoin_unheard_ms
+        or began is None
+        or (now - began) * 1000.0 < config.rejoin_began_ms
     )
 
 
-def finished(item: Item) -> bool:
-    """Do the words so far look like a finished turn? Unknown yet (still decoding) counts as no.
+def words_so_far(item: Item) -> str | None:
+    """The turn's transcript so far, or None while it is still being decoded (or not started).
 
-    Waiting for the transcript costs no latency: the reply cannot speak before it anyway. A
-    transcript ending in a comma or a bare word ("When you hear the bell,") keeps the turn open
-    up to max_silence_ms, so a sentence is not cut in two; one or two words ("Yes") are finished.
+    A failed or cancelled decode gives "" (no words: the sound and the pauses decide).
     """
     task = item.transcript_task
     if task is None or not task.done():
-        return False
+        return None
     if task.cancelled() or task.exception() is not None:
-        return True
-    text = task.result().text.strip()
-    return not text or text.endswith(SENTENCE_END) or len(text.split()) <= 2
+        return ""
+    return str(task.result().text.strip())

@@ -1,14 +1,25 @@
-"""`python -m server`: serve the app with uvicorn, configured by SILVERTALK_* variables."""
+"""`python -m server`: serve the app with uvicorn, configured by SILVERTALK_* variables.
+
+The first SIGTERM or SIGINT drains before uvicorn shuts down (see `server.app.drain`): uvicorn on
+its own would close every open call with 1012 at once, cutting callers off mid-sentence. A second
+signal stops at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
+from types import FrameType
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
-from server.app import create_app
+from server.app import create_app, drain
 from server.settings import Settings
+
+log = logging.getLogger("silvertalk")
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -20,9 +31,50 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "ws": "websockets-sansio",
         "ws_per_message_deflate": False,
-        "ws_max_size": settings.realtime_max_message_bytes,
+        "ws_max_size": ws_max_size(settings),
         "timeout_graceful_shutdown": 10,
     }
+
+
+def ws_max_size(settings: Settings) -> int:
+    """uvicorn's frame limit: twice the gateway's message limit. A message over the gateway's limit
+    then reaches the gateway, which says why in an `error` event before closing with 1009; only
+    one over twice the limit is cut by uvicorn (1009, no event)."""
+    return 2 * settings.realtime_max_message_bytes
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that the first exit signal drains the app before shutting down."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: it runs between two bytecodes of the loop's thread, so it only
+        # schedules the drain on the loop.
+        if self._draining is not None or not self.started or self._loop is None:
+            super().handle_exit(sig, frame)  # second signal, or not serving yet: stop now
+            return
+        self._loop.call_soon_threadsafe(self._start_drain, sig)
+
+    def _start_drain(self, sig: int) -> None:
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain_then_exit(sig))
+
+    async def _drain_then_exit(self, sig: int) -> None:
+        log.info("signal %d: draining (signal again to stop at once)", sig)
+        try:
+            await drain(self.app)
+        except Exception:  # whatever went wrong, the process must still stop
+            log.exception("draining failed; shutting down")
+        super().handle_exit(sig, None)
 
 
 def main() -> None:
@@ -30,13 +82,15 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         **uvicorn_options(settings),
     )
+    DrainingServer(config, app).run()
 
 
 if __name__ == "__main__":

@@ -6,37 +6,37 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server import UpstreamError, companion, generation, realtime
 from server.middleware import MaxBodySizeMiddleware
 from server.ratelimit import RateLimiter
+from server.services import Services
 from server.settings import Settings
 from storage import db
-from storage.media import LocalMediaStore, MediaStore
+from storage.media import LocalMediaStore
 
 log = logging.getLogger("silvertalk")
 
 
-@dataclass
-class Services:
-    """Everything a request or a call needs, built once per app in the lifespan."""
+async def drain(app: FastAPI) -> None:
+    """Stop taking calls and let the open ones end (on SIGTERM, before uvicorn's own shutdown).
 
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    media: MediaStore
-    http: httpx.AsyncClient
-    rate_limiter: RateLimiter
-    redis: Redis | None = None
-    # Filled by the realtime and generation features at start-up.
-    extras: dict[str, Any] = field(default_factory=dict)
+    From now on `/readyz` answers 503, so the load balancer sends no one here, and a new call is
+    refused with HTTP 503 before the upgrade. Each open call ends with close code 1012 (the client
+    reconnects elsewhere) at its first quiet moment, or when `shutdown_grace_s` runs out; its
+    finished turns are stored. Returns once no call is open (or shortly after the grace period).
+    """
+    services: Services | None = getattr(app.state, "services", None)
+    if services is None:  # still starting: nothing to drain
+        return
+    services.draining = True
+    log.info("draining: %d open calls", services.calls.count() if services.calls else 0)
+    await realtime.drain(services)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

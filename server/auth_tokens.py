@@ -15,13 +15,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from server import ServerError
 from server.schemas.users import UserPublic
 from server.security import create_access_token, hash_refresh_token, new_refresh_token
 from server.settings import Settings
 from storage.models import RefreshToken, User
 
 
-class RefreshRefused(Exception):
+class RefreshRefused(ServerError):
     """The refresh token is unknown, expired, revoked, or was already used (family now revoked)."""
 
 

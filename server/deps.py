@@ -15,7 +15,7 @@ from server.settings import Settings
 from storage.models import User
 
 if TYPE_CHECKING:
-    from server.app import Services
+    from server.services import Services
 
 _bearer = HTTPBearer(auto_error=False)
 

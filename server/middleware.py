@@ -6,9 +6,11 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server import ServerError
 
-class BodyTooLarge(Exception):
-    pass
+
+class BodyTooLarge(ServerError):
+    """A request body over the limit; the middleware answers 413."""
 
 
 class MaxBodySizeMiddleware:

@@ -21,15 +21,12 @@ from server.schemas.photos import PhotoPublic, PhotoUrls
 from storage.models import Photo, User
 
 if TYPE_CHECKING:
-    from server.app import Services
+    from server.services import Services
 
 log = logging.getLogger("silvertalk.photos")
 
 SIZES = ("original", "medium", "thumb")
 CAPTION_MAX = 2000
-# Decoding a 50-megapixel photo takes ~150 MB; bound how many run at once per process.
-_CONCURRENT_DECODES = 2
-_SEMAPHORE_KEY = "photostore.decode_slots"
 
 
 class ImageRejected(ServerError):
@@ -66,14 +63,6 @@ def user_zone(name: str | None) -> tzinfo:
         return zoneinfo.ZoneInfo("Asia/Seoul")
 
 
-def _decode_slots(services: Services) -> asyncio.Semaphore:
-    # Created lazily inside the running loop (one app, one loop), not at import time.
-    slots = services.extras.get(_SEMAPHORE_KEY)
-    if slots is None:
-        slots = services.extras[_SEMAPHORE_KEY] = asyncio.Semaphore(_CONCURRENT_DECODES)
-    return slots  # type: ignore[no-any-return]
-
-
 async def save_photo(
     services: Services,
     session: AsyncSession,
@@ -95,7 +84,7 @@ async def save_photo(
     user = await session.get(User, user_id)
     zone = user_zone(user.time_zone if user else None)
     try:
-        async with _decode_slots(services):
+        async with services.image_decodes:  # a decode can take hundreds of MB
             processed = await asyncio.to_thread(
                 images.process, data, max_pixels=settings.max_image_pixels, default_tz=zone
             )

@@ -10,12 +10,13 @@ from typing import Any
 
 import jwt
 
+from server import ServerError
 from server.settings import Settings
 
 ALGORITHM = "HS256"
 
 
-class InvalidToken(Exception):
+class InvalidToken(ServerError):
     """An access token that is malformed, forged, expired or meant for someone else."""
 
 

@@ -25,11 +25,17 @@ class Settings(BaseSettings):
     port: int = 8000
     public_base_url: str | None = None
     log_level: str = "info"
+    # On SIGTERM/SIGINT: seconds open calls may go on (each ends with close code 1012 at its first
+    # quiet moment, or when this runs out) before the process stops. /readyz says 503 meanwhile.
+    shutdown_grace_s: float = 30.0
 
     # Storage
     data_dir: Path = Path("./data")
     database_url: str | None = None
     redis_url: str | None = None
+    # Namespace for every Redis key and pub/sub channel we add (channels are not per-database, so
+    # services sharing one Redis must differ here).
+    redis_prefix: str = "silvertalk:"
     migrate_on_start: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 50_000_000
@@ -58,10 +64,21 @@ class Settings(BaseSettings):
     realtime_max_message_bytes: int = 1024 * 1024
     realtime_max_call_s: int = 60 * 60
     realtime_max_calls_per_user: int = 2
+    # With Redis, each open call holds a slot that its process renews every lease/4 seconds; a
+    # crashed process's slots free themselves after this long.
+    realtime_call_lease_s: float = 20.0
     realtime_idle_prompt_s: float = 45.0
     realtime_idle_hangup_s: float = 90.0
+    # End of turn (pipeline.turn_end): the learned silence's bounds (the maximum is also the wait for
+    # unfinished words), the silence when words and sound both say finished, the wait when they
+    # disagree, and the audio end-of-turn model ("smart_turn", or "none": words and pauses only).
     realtime_min_silence_ms: int = 700
-    realtime_max_silence_ms: int = 2000
+    realtime_max_silence_ms: int = 2500
+    realtime_finished_silence_ms: int = 350
+    realtime_doubt_silence_ms: int = 1600
+    turn_engine: str = "smart_turn"
+    # The Smart Turn ONNX file; empty: the one inside the pipecat-ai wheel.
+    turn_model_path: str | None = None
     # Decode and start the reply when the caller pauses, before the turn is confirmed over (off:
     # only after the endpointing wait; for latency comparisons).
     realtime_speculative: bool = True
@@ -90,6 +107,50 @@ class Settings(BaseSettings):
     xtts_model_dir: Path | None = None
     xtts_speaker_wav: Path | None = None
     xtts_device: str = "cuda"
+    # Remote engines (stt_engine / tts_engine = "remote"): the OpenAI audio API of the inference
+    # tier (`python -m inference`), vLLM or speaches. URLs are base URLs ending in /v1.
+    stt_remote_url: str | None = None
+    stt_remote_model: str = "whisper-base"
+    stt_remote_api_key: str | None = None
+    # Per attempt of a final transcript (one retry follows a failure), and of a partial (no retry).
+    stt_remote_timeout_s: float = 8.0
+    stt_remote_partial_timeout_s: float = 2.0
+    # Partials in flight at once from this process; more are skipped (finals have their own pool).
+    stt_remote_max_partials: int = 4
+    # Partials are skipped while recent finals took longer than this (the tier is queueing).
+    stt_remote_partial_max_latency_s: float = 1.5
+    tts_remote_url: str | None = None
+    tts_remote_model: str = "silvertalk-tts"
+    # `auto` on our tier picks the per-language voice; vLLM-Omni Qwen3-TTS: e.g. "vivian".
+    tts_remote_voice: str = "auto"
+    tts_remote_api_key: str | None = None
+    # Until the first audio byte (per attempt; one retry before any audio), then between chunks.
+    tts_remote_timeout_s: float = 8.0
+    # The `pcm` rate the server sends: 24 kHz for OpenAI, our tier, Qwen3-TTS and speaches' Kokoro.
+    tts_remote_sample_rate: int = 24000
+    # Send the language as a name ("Korean", what vLLM-Omni validates), a code ("ko") or not at all.
+    tts_remote_language: Literal["name", "code", "none"] = "name"
+
+    # Inference tier (python -m inference, Ray Serve): deployment sizes. Autoscaling runs between
+    # *_replicas and *_max_replicas when the latter is larger.
+    inference_stt_replicas: int = 1
+    inference_stt_max_replicas: int = 0
+    inference_stt_num_cpus: float = 1.0
+    inference_stt_num_gpus: float = 0.0
+    # Requests decoded together, and how long a batch waits for company once one request is in.
+    inference_stt_max_batch_size: int = 8
+    inference_stt_batch_wait_s: float = 0.01
+    # A partial that waited longer than this is not decoded (its caller has spoken on since).
+    inference_stt_partial_stale_s: float = 1.0
+    inference_tts_replicas: int = 1
+    inference_tts_max_replicas: int = 0
+    inference_tts_num_cpus: float = 0.5
+    inference_tts_num_gpus: float = 0.0
+    # The TTS engines each replica loads (registry names): what `voice` may name.
+    inference_tts_voices: list[str] = Field(default_factory=lambda: ["piper", "espeak"])
+    inference_max_audio_s: float = 120.0
+    inference_max_input_chars: int = 4096
+
     # Load the speech engines at start (a missing model then fails the start, clearly). Off in
     # REST-only tests and tools; the gateway then loads them on the first call.
     preload_engines: bool = True

@@ -156,7 +156,7 @@ class Turn(SQLModel, table=True):
     status: str = Field(default="completed", max_length=16)  # completed | cancelled | failed
     started_at: datetime = created_field()
     ended_at: datetime | None = ts_field(nullable=True, default=None)
-    timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    timings: dict[str, float | str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 # --- alerts ------------------------------------------------------------------------------------

@@ -135,3 +135,17 @@ class TextToSpeech(Protocol):
     def synthesize(self, text: str, *, language: str, speed: float = 1.0) -> AsyncIterator[PCM]:
         """Yield audio chunks for one sentence as soon as each is ready. Blocking work runs off the loop."""
         ...
+
+
+# --- end of turn -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class EndOfTurnModel(Protocol):
+    """Judges from the sound of the last few seconds whether the speaker has finished their turn."""
+
+    sample_rate: int
+
+    async def probability(self, audio: PCM) -> float:
+        """P(turn complete) for mono int16 `audio` at `sample_rate` ending now. Runs off the event loop."""
+        ...

@@ -4,12 +4,14 @@ Each factory takes the `Settings` object and reads only its own fields (engines 
 environment). Heavy modules are imported inside the factories, so naming an engine is what pulls
 in its SDK. `load_engines` is blocking (models load): the gateway calls it in a thread at start.
 
-- `stt_engine`: "whisper".
+- `stt_engine`: "whisper", or "remote" (`pipeline.engines.remote`: the inference tier, vLLM, speaches).
 - `llm_engine`: "auto" (Gemini when `gemini_api_key` or `gemini_base_url` is set, else
   OpenAI-compatible when `openai_compat_base_url` is set, else the offline companion), or one of
   "gemini", "openai_compat", "offline".
+- `turn_engine`: "smart_turn" (the audio end-of-turn model) or "none".
 - `tts_engine`: "auto" (per language: `tts_voice_en` for English, `tts_voice_ko` for Korean, espeak
-  for every other language), or one engine name for all languages ("piper", "espeak", "xtts").
+  for every other language), or one engine name for all languages ("piper", "espeak", "xtts",
+  "remote").
 """
 
 from __future__ import annotations
@@ -21,24 +23,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import EngineUnavailable
-from pipeline.engines.base import LanguageModel, SpeechToText, TextToSpeech
+from pipeline.engines.base import EndOfTurnModel, LanguageModel, SpeechToText, TextToSpeech
 
 
-def _lazy(module: str) -> Callable[[Any], Any]:
-    """A factory that imports `pipeline.engines.<module>` only when called and runs its `load`."""
+def _lazy(module: str, function: str = "load") -> Callable[[Any], Any]:
+    """A factory that imports `pipeline.engines.<module>` only when called and runs its `function`."""
 
     def factory(settings: Any) -> Any:
-        return importlib.import_module(f"pipeline.engines.{module}").load(settings)
+        return getattr(importlib.import_module(f"pipeline.engines.{module}"), function)(settings)
 
     factory.__name__ = f"load_{module}"
     return factory
 
 
-STT: dict[str, Callable[[Any], SpeechToText]] = {"whisper": _lazy("whisper")}
+STT: dict[str, Callable[[Any], SpeechToText]] = {
+    "whisper": _lazy("whisper"),
+    # The OpenAI audio API of the inference tier, vLLM or speaches (`stt_remote_*` settings).
+    "remote": _lazy("remote", "load_stt"),
+}
 LLM: dict[str, Callable[[Any], LanguageModel]] = {
     name: _lazy(name) for name in ("gemini", "openai_compat", "offline")
 }
-TTS: dict[str, Callable[[Any], TextToSpeech]] = {name: _lazy(name) for name in ("piper", "espeak", "xtts")}
+TTS: dict[str, Callable[[Any], TextToSpeech]] = {
+    **{name: _lazy(name) for name in ("piper", "espeak", "xtts")},
+    "remote": _lazy("remote", "load_tts"),  # `tts_remote_*` settings
+}
+TURN: dict[str, Callable[[Any], EndOfTurnModel | None]] = {
+    "smart_turn": _lazy("smart_turn"),
+    "none": lambda _: None,
+}
 
 
 @dataclass
@@ -50,6 +63,8 @@ class Engines:
     tts: dict[str, TextToSpeech]
     #: The engine names chosen, for logs and /readyz ("stt", "llm", "tts:ko", ...).
     names: dict[str, str] = field(default_factory=dict)
+    #: The audio end-of-turn model, if one is configured.
+    turn: EndOfTurnModel | None = None
 
     def tts_for(self, language: str) -> TextToSpeech:
         """The voice for `language` ("ko", "ko-KR", "en-US" ...), falling back to the "*" voice."""
@@ -59,7 +74,9 @@ class Engines:
     async def aclose(self) -> None:
         """Release clients and model threads (at server shutdown). Engines shared by languages close once."""
         seen: set[int] = set()
-        for engine in (self.stt, self.llm, *self.tts.values()):
+        for engine in (self.stt, self.llm, *self.tts.values(), self.turn):
+            if engine is None:
+                continue
             if id(engine) in seen:
                 continue
             seen.add(id(engine))
@@ -102,11 +119,16 @@ def load_engines(settings: Any) -> Engines:
 
     A TTS engine used for several languages is loaded once and shared.
     """
-    names = {"stt": str(settings.stt_engine).lower(), "llm": llm_name(settings)}
+    names = {
+        "stt": str(settings.stt_engine).lower(),
+        "llm": llm_name(settings),
+        "turn": str(settings.turn_engine).lower(),
+    }
     voices = tts_names(settings)
     factories = {
         "stt": _pick("speech-to-text", STT, names["stt"]),
         "llm": _pick("language model", LLM, names["llm"]),
+        "turn": _pick("end-of-turn", TURN, names["turn"]),
     }
     tts_factories = {lang: _pick("text-to-speech", TTS, voice) for lang, voice in voices.items()}
     stt = factories["stt"](settings)
@@ -118,4 +140,4 @@ def load_engines(settings: Any) -> Engines:
             loaded[voice] = tts_factories[lang](settings)
         tts[lang] = loaded[voice]
         names[f"tts:{lang}"] = voice
-    return Engines(stt=stt, llm=llm, tts=tts, names=names)
+    return Engines(stt=stt, llm=llm, tts=tts, names=names, turn=factories["turn"](settings))

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,92 +155,153 @@ class WhisperSTT:
         except (RuntimeError, MemoryError) as e:
             raise RetryableEngineError(f"Whisper decode failed: {e}") from e
 
+    @property
+    def model(self) -> Any:
+        """The loaded faster-whisper `WhisperModel`, for `decode_batch` (the inference tier batches)."""
+        return self._model
+
     def close(self) -> None:
         """Stop the decode thread (waits for a decode in progress)."""
         self._executor.shutdown(wait=True)
 
     def _decode(self, audio: PCM, language: str, prompt: str | None) -> Transcript:
-        if len(audio) < SAMPLE_RATE // 10:
-            return Transcript(text="", language=language)
-        duration_s = len(audio) / SAMPLE_RATE
-        # A bound on output length bounds decode time when Whisper loops on noise
-        # ("영상에서 영상에서 ..." ran for 200+ tokens): speech is under ~10 tokens per second.
-        max_new_tokens = min(220, 16 + int(duration_s * 12))
-        if duration_s <= MAX_FITTED_WINDOW_S:
-            text, no_speech, avg_logprob = self._decode_fitted(audio, language, prompt, max_new_tokens)
+        return decode_batch(self._model, [DecodeRequest(audio, language, prompt)])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeRequest:
+    """One utterance to decode: mono int16 at 16 kHz, its language, an optional prompt."""
+
+    audio: PCM
+    language: str
+    prompt: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+def max_new_tokens(n_samples: int) -> int:
+    """Tokens a clip of `n_samples` may produce.
+
+    A bound on output length bounds decode time when Whisper loops on noise ("영상에서 영상에서
+    ..." ran for 200+ tokens): speech is under ~10 tokens per second.
+    """
+    return min(220, 16 + int(n_samples / SAMPLE_RATE * 12))
+
+
+def fitted_frames(n_frames: int) -> int:
+    """The mel window (10 ms frames) for `n_frames` of speech: a margin added, at least 10 s, at most 30 s."""
+    return min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, n_frames + WINDOW_MARGIN_FRAMES))
+
+
+def decode_batch(model: Any, requests: Sequence[DecodeRequest]) -> list[Transcript]:
+    """Decode utterances together (blocking): one encoder pass and one `generate` for the batch.
+
+    `model` is a faster-whisper `WhisperModel`. Utterances up to `MAX_FITTED_WINDOW_S` share a
+    window fitted to the longest of them (see `_decode_fitted`); CTranslate2 decodes the batch
+    in lock-step, so on a GPU eight utterances cost about what one does. Longer utterances go
+    through faster-whisper's 30 s windows, one at a time. Each result is filtered for
+    hallucinations on its own audio. Returns one transcript per request, in order.
+    """
+    results: list[Transcript | None] = [None] * len(requests)
+    fitted: list[int] = []
+    for i, req in enumerate(requests):
+        if len(req.audio) < SAMPLE_RATE // 10:
+            results[i] = Transcript(text="", language=req.language)
+        elif req.duration_s <= MAX_FITTED_WINDOW_S:
+            fitted.append(i)
         else:
-            text, no_speech, avg_logprob = self._decode_windows(audio, language, prompt, max_new_tokens)
-        if not text:
-            return Transcript(text="", language=language)
-        from faster_whisper.transcribe import get_compression_ratio
+            results[i] = _finish(req, *_decode_windows(model, req))
+    # Prompts of different lengths cannot share one lock-step decode: group by prompt.
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i in fitted:
+        groups.setdefault((requests[i].language, requests[i].prompt), []).append(i)
+    for (language, prompt), members in groups.items():
+        decoded = _decode_fitted(model, [requests[i].audio for i in members], language, prompt)
+        for i, (text, no_speech, avg_logprob) in zip(members, decoded, strict=True):
+            results[i] = _finish(requests[i], text, no_speech, avg_logprob)
+    return [r for r in results if r is not None]
 
-        ratio = get_compression_ratio(text)
-        level = rms_dbfs(audio)
-        if is_hallucination(text, no_speech_prob=no_speech, compression_ratio=ratio, level_dbfs=level):
-            log.info("dropped a likely hallucination %r (no_speech %.2f, %.0f dBFS)", text, no_speech, level)
-            text = ""
-        return Transcript(text=text, language=language, avg_logprob=avg_logprob, no_speech_prob=no_speech)
 
-    def _decode_fitted(
-        self, audio: PCM, language: str, prompt: str | None, max_new_tokens: int
-    ) -> tuple[str, float, float]:
-        """Encode a mel window fitted to the utterance instead of Whisper's fixed 30 s.
+def _finish(req: DecodeRequest, text: str, no_speech: float, avg_logprob: float) -> Transcript:
+    """The transcript of one decode, with Whisper talking over silence dropped."""
+    if not text:
+        return Transcript(text="", language=req.language)
+    from faster_whisper.transcribe import get_compression_ratio
 
-        The encoder is ~80% of a decode and its cost grows with the window, not the speech: a
-        30 s window cost 0.7-1.1 s here for any clip, a fitted one 0.16-0.22 s. A window cut
-        tight to the clip made Whisper repeat itself in the bench's tests, so it never goes
-        below `MIN_WINDOW_FRAMES` (10 s), which kept the word errors where they were.
-        """
-        from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
+    ratio = get_compression_ratio(text)
+    level = rms_dbfs(req.audio)
+    if is_hallucination(text, no_speech_prob=no_speech, compression_ratio=ratio, level_dbfs=level):
+        log.info("dropped a likely hallucination %r (no_speech %.2f, %.0f dBFS)", text, no_speech, level)
+        text = ""
+    return Transcript(text=text, language=req.language, avg_logprob=avg_logprob, no_speech_prob=no_speech)
 
-        model = self._model
-        multilingual = model.model.is_multilingual
-        tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
-        features = model.feature_extractor(to_float(audio))
-        frames = min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, features.shape[-1] + WINDOW_MARGIN_FRAMES))
-        encoder_output = model.encode(pad_or_trim(features, frames))
-        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
-        tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
-        result = model.model.generate(
-            encoder_output,
-            [tokens],
-            beam_size=1,
-            max_length=len(tokens) + max_new_tokens,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-        )[0]
-        ids = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+
+def _decode_fitted(
+    model: Any, clips: Sequence[PCM], language: str, prompt: str | None
+) -> list[tuple[str, float, float]]:
+    """Encode a mel window fitted to the utterances instead of Whisper's fixed 30 s.
+
+    The encoder is ~80% of a decode and its cost grows with the window, not the speech: a
+    30 s window cost 0.7-1.1 s here for any clip, a fitted one 0.16-0.22 s. A window cut
+    tight to the clip made Whisper repeat itself in the bench's tests, so it never goes
+    below `MIN_WINDOW_FRAMES` (10 s), which kept the word errors where they were. A batch
+    shares the window of its longest clip. Returns (text, no-speech probability, average
+    log-probability) per clip.
+    """
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    multilingual = model.model.is_multilingual
+    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
+    features = [model.feature_extractor(to_float(clip)) for clip in clips]
+    frames = fitted_frames(max(f.shape[-1] for f in features))
+    encoder_output = model.encode(np.stack([pad_or_trim(f, frames) for f in features]))
+    previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+    tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
+    limits = [max_new_tokens(len(clip)) for clip in clips]
+    results = model.model.generate(
+        encoder_output,
+        [tokens] * len(clips),
+        beam_size=1,
+        max_length=len(tokens) + max(limits),
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+    )
+    out = []
+    for result, limit in zip(results, limits, strict=True):
+        ids = [t for t in result.sequences_ids[0] if t < tokenizer.eot][:limit]
         text = tokenizer.decode(ids).strip()
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if result.scores else 0.0
-        return text, float(result.no_speech_prob), float(avg_logprob)
+        out.append((text, float(result.no_speech_prob), float(avg_logprob)))
+    return out
 
-    def _decode_windows(
-        self, audio: PCM, language: str, prompt: str | None, max_new_tokens: int
-    ) -> tuple[str, float, float]:
-        """Long audio: faster-whisper's own loop over 30 s windows."""
-        segments, _info = self._model.transcribe(
-            to_float(audio),
-            language=language,
-            task="transcribe",
-            beam_size=1,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            vad_filter=False,
-            initial_prompt=prompt,
-            max_new_tokens=max_new_tokens,
-        )
-        segments = list(segments)
-        if not segments:
-            return "", 1.0, 0.0
-        text = " ".join(s.text.strip() for s in segments).strip()
-        no_speech = max(s.no_speech_prob for s in segments)
-        avg_logprob = sum(s.avg_logprob for s in segments) / len(segments)
-        return text, no_speech, avg_logprob
+
+def _decode_windows(model: Any, req: DecodeRequest) -> tuple[str, float, float]:
+    """Long audio: faster-whisper's own loop over 30 s windows."""
+    segments, _info = model.transcribe(
+        to_float(req.audio),
+        language=req.language,
+        task="transcribe",
+        beam_size=1,
+        temperature=0.0,
+        condition_on_previous_text=False,
+        without_timestamps=True,
+        vad_filter=False,
+        initial_prompt=req.prompt,
+        max_new_tokens=max_new_tokens(len(req.audio)),
+    )
+    segments = list(segments)
+    if not segments:
+        return "", 1.0, 0.0
+    text = " ".join(s.text.strip() for s in segments).strip()
+    no_speech = max(s.no_speech_prob for s in segments)
+    avg_logprob = sum(s.avg_logprob for s in segments) / len(segments)
+    return text, no_speech, avg_logprob
 
 
 def load(settings: Any) -> WhisperSTT:

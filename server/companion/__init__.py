@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 
 async def start(services: Services, stack: AsyncExitStack) -> None:
-    """Create the alert sender (`services.extras["alerts"]`, resending alerts left pending) and the
-    after-call summary queue (`services.extras["summaries"]`).
+    """Create the alert sender (`services.alerts`, resending alerts left pending) and the after-call
+    summary queue (`services.summaries`).
 
     A caregiver URL without a secret, or a malformed secret, fails the start with a clear message.
     """
@@ -26,9 +26,9 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
     from server.companion.summary import SummaryQueue
 
     sender = AlertSender(services.settings, services.sessions)
-    services.extras["alerts"] = sender
+    services.alerts = sender
     stack.push_async_callback(sender.aclose)
     await sender.resume()
     summaries = SummaryQueue(services.sessions)
-    services.extras["summaries"] = summaries
+    services.summaries = summaries
     stack.push_async_callback(summaries.aclose)

@@ -37,7 +37,7 @@ RESUME_WINDOW = timedelta(hours=6)
 
 
 class AlertSender:
-    """Stores alerts and delivers them in the background. One per app (`services.extras["alerts"]`)."""
+    """Stores alerts and delivers them in the background. One per app (`services.alerts`)."""
 
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings, self.sessions = settings, sessions

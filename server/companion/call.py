@@ -60,9 +60,9 @@ class CallCompanion:
         now = time.monotonic()
         repeated = now - self._alerted.get(found.kind, -ALERT_REPEAT_S) < ALERT_REPEAT_S
         self._alerted[found.kind] = now
-        sender: Any = self.services.extras.get("alerts")
+        sender = self.services.alerts
         try:
-            if repeated:  # the caller saying it again: the family has just been told
+            if repeated or sender is None:  # said again: the family has just been told
                 return emergency.reply(self.language, self.services.settings.emergency_number)
             alert = await sender.raise_alert(
                 self.user.id,
@@ -83,7 +83,7 @@ class CallCompanion:
 
     def after_call(self, llm: LanguageModel | None) -> asyncio.Task[CallSummary | None] | None:
         """Summarise the call and save its new memories in the background (see `summary`)."""
-        queue: Any = self.services.extras.get("summaries")
+        queue = self.services.summaries
         if queue is None or self.conversation_id is None:
             return None
-        return queue.submit(llm, self.conversation_id)  # type: ignore[no-any-return]
+        return queue.submit(llm, self.conversation_id)

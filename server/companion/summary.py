@@ -206,7 +206,7 @@ async def _store(
 class SummaryQueue:
     """Runs `summarize_conversation` after hang-ups in background tasks, so a call ends at once.
 
-    One per app (`services.extras["summaries"]`); `aclose` cancels what is still running (the
+    One per app (`services.summaries`); `aclose` cancels what is still running (the
     conversation keeps the summary the call wrote).
     """
 

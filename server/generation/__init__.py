@@ -18,13 +18,15 @@ import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+from server import ServerError
+
 if TYPE_CHECKING:
-    from server.app import Services
+    from server.services import Services
 
 log = logging.getLogger("silvertalk.generation")
 
 
-class GenerationError(Exception):
+class GenerationError(ServerError):
     """Root of generation failures. `str(e)` is plain words a person can read."""
 
 
@@ -44,7 +46,7 @@ class OutputRefused(GenerationError):
 async def start(services: Services, stack: AsyncExitStack) -> None:
     """Build the Replicate client, the fetcher and the worker; resume unfinished generations.
 
-    The worker is published as `services.extras["generation"]`; it stops (tasks cancelled, rows left
+    The worker is published as `services.generation`; it stops (tasks cancelled, rows left
     as they are, to be resumed by the next start) when the stack unwinds.
     """
     from server.generation.fetcher import OutputFetcher
@@ -71,7 +73,7 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
     fetcher = OutputFetcher(settings)
     stack.push_async_callback(fetcher.aclose)
     worker = GenerationWorker(services, client, fetcher)
-    services.extras["generation"] = worker
+    services.generation = worker
     stack.push_async_callback(worker.stop)
     if client.configured:
         await worker.resume()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from server import ServerError
+
 # black-forest-labs/flux-schnell `aspect_ratio` values (model default 1:1).
 IMAGE_ASPECT_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21")
 IMAGE_DEFAULT_ASPECT_RATIO = "4:3"
@@ -25,7 +27,7 @@ _STYLE = (
 _VIDEO_STYLE = "Gentle, slow, natural movement; the camera drifts softly; warm and calm."
 
 
-class InvalidInput(ValueError):
+class InvalidInput(ServerError, ValueError):
     """A request the model would refuse; the message names the field and the allowed values."""
 
 

@@ -95,7 +95,7 @@ async def start_generation(
 ) -> Generation:
     """Check, store and submit one generation; return the queued row. Raises GenerationRefused."""
     settings = services.settings
-    worker = services.extras.get("generation")
+    worker = services.generation
     if not settings.replicate_api_token or worker is None:
         raise GenerationRefused(
             503,

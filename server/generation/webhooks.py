@@ -53,7 +53,7 @@ async def replicate_webhook(request: Request, services: ServicesDep, session: Se
     generation_id = await session.scalar(
         sa.select(col(Generation.id)).where(col(Generation.prediction_id) == prediction["id"])
     )
-    worker = services.extras.get("generation")
+    worker = services.generation
     if generation_id is None or worker is None:
         return {"status": "ignored"}
     worker.deliver(generation_id, prediction)

@@ -27,7 +27,7 @@ from server.generation.replicate import TERMINAL, ReplicateClient, progress_from
 from storage.models import Generation, Memory, MemoryPhoto, utcnow
 
 if TYPE_CHECKING:
-    from server.app import Services
+    from server.services import Services
 
 log = logging.getLogger("silvertalk.generation")
 
@@ -364,7 +364,7 @@ class GenerationWorker:
 
     async def _push(self, generation_id: uuid.UUID) -> None:
         """Tell the user's open calls, if the realtime registry is there."""
-        calls = self.services.extras.get("calls")
+        calls = self.services.calls
         if calls is None:
             return
         async with self.services.sessions() as session:

@@ -4,26 +4,30 @@ Auth: `Authorization: Bearer <access token>`, or for browsers the subprotocol
 `openai-insecure-api-key.<token>` (echoed back in the accept). No or bad token, or an `Origin` that is
 neither allowed (`allowed_origins`) nor this host: the upgrade is refused with 403. Audio arrives
 base64 in `input_audio_buffer.append` or, as a fast path for our own clients, as *binary* WebSocket
-frames of raw audio in the session's input format. Limits: message size (uvicorn `ws_max_size` and
-a check here), call length, open calls per user, and an idle caller is asked once whether they are
-still there, then the call ends (close code 1000).
+frames of raw audio in the session's input format. Each text frame is parsed whole
+(`server.realtime.protocol.parse`) and handed to its handler from a table; a bad one gets an `error`
+event and the call goes on. Limits: message size (`realtime_max_message_bytes`: an `error` event,
+then close 1009 with the reason; uvicorn's own `ws_max_size` sits above it, see
+`server.__main__.uvicorn_options`), call length, open calls per user, and an idle caller is asked
+once whether they are still there, then the call ends (close code 1000). While the server drains
+(SIGTERM), new calls get HTTP 503 and open ones end with close code 1012 at their first quiet moment.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 from pipeline import prompts
 from pipeline.conversation import Conversation
@@ -42,11 +46,14 @@ from pipeline.reminders import ReminderClock
 from pipeline.tools import TOOL_SPECS
 from pipeline.turns import CallConfig
 from server.companion.call import CallCompanion
+from server.realtime import protocol as p
 from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
+from server.realtime.encoder import Encoder, event_id
 from server.realtime.metrics import CallMetrics
-from server.realtime.protocol import Encoder, ProtocolError, Session, apply_session, event_id
+from server.realtime.session import Session
 from server.realtime.store import CallStore, load_user_facts
 from server.security import InvalidToken, decode_access_token
+from server.services import Services
 from storage.models import User
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,8 @@ IDLE_PROMPTS = {
     "ko": "아직 거기 계세요? 편하실 때 말씀해 주세요.",
     "en": "Are you still there? Take your time.",
 }
+#: While draining, a call ends once it has been quiet this long (the last reply fully sent).
+DRAIN_QUIET_S = 0.3
 
 
 def _token(ws: WebSocket) -> tuple[str | None, str | None]:
@@ -82,8 +91,11 @@ def _origin_ok(ws: WebSocket, allowed: list[str]) -> bool:
 
 @router.websocket("/v1/realtime")
 async def realtime(ws: WebSocket) -> None:
-    services = ws.app.state.services
+    services: Services = ws.app.state.services
     settings = services.settings
+    if services.draining:
+        await _refuse_while_draining(ws)
+        return
     token, subprotocol = _token(ws)
     if not _origin_ok(ws, settings.allowed_origins) or token is None:
         await ws.close(code=1008)  # before accept: the client sees HTTP 403
@@ -103,33 +115,37 @@ async def realtime(ws: WebSocket) -> None:
     await call.run()
 
 
-async def get_engines(services: Any) -> Any:
-    """The loaded engines; the first call loads them when they were not preloaded."""
-    engines = services.extras.get("engines")
-    if engines is not None:
-        return engines
-    lock: asyncio.Lock = services.extras.setdefault("engines_lock", asyncio.Lock())
-    async with lock:
-        if services.extras.get("engines") is None:
-            from pipeline.engines.registry import load_engines
-
-            services.extras["engines"] = await asyncio.to_thread(load_engines, services.settings)
-    return services.extras["engines"]
+async def _refuse_while_draining(ws: WebSocket) -> None:
+    """This process is shutting down: HTTP 503 before the upgrade, so the client tries another gateway."""
+    body = {"detail": "This server is restarting; please connect again."}
+    await ws.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "1"}))
 
 
 class Call:
     """One open call: the socket, the session, the conversation core, and persistence."""
 
-    def __init__(self, ws: WebSocket, services: Any, user: User, *, beta: bool) -> None:
+    def __init__(self, ws: WebSocket, services: Services, user: User, *, beta: bool) -> None:
+        assert services.calls is not None and services.metrics is not None  # server.realtime.start
         self.ws, self.services, self.user, self.beta = ws, services, user, beta
         self.settings = services.settings
-        self.session = Session(language=None)
+        self.session = Session()
         self.encoder = Encoder(beta=beta, session=self.session)
-        self.registry: CallRegistry = services.extras["calls"]
-        self.metrics: CallMetrics = services.extras["metrics"]
+        self.registry: CallRegistry = services.calls
+        self.metrics: CallMetrics = services.metrics
+        self._handlers: dict[type[p.ClientEvent], Callable[[Conversation, Any], Awaitable[None]]] = {
+            p.AudioAppend: self._append,
+            p.AudioCommit: self._commit,
+            p.AudioClear: self._clear,
+            p.UpdateSession: self._update_session,
+            p.CreateItem: self._create_item,
+            p.TruncateItem: self._truncate,
+            p.DeleteItem: self._delete,
+            p.CreateResponse: self._create_response,
+            p.CancelResponse: self._cancel_response,
+        }
         self.store = CallStore(services.sessions, user.id)
         self._send_lock = asyncio.Lock()
-        self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float]] | None] = asyncio.Queue()
+        self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float | str]] | None] = asyncio.Queue()
         self.conv: Conversation | None = None
         self.companion: CallCompanion | None = None
         self.reminders: ReminderClock | None = None
@@ -142,7 +158,11 @@ class Call:
 
     @property
     def language(self) -> str:
-        return self.session.language or self.user.language or "ko"
+        return self._language(self.session)
+
+    def _language(self, session: Session) -> str:
+        """The session's language, else the caller's profile language."""
+        return session.language or self.user.language or "ko"
 
     async def send(self, event: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -161,7 +181,7 @@ class Call:
         saver: asyncio.Task[None] | None = None
         engines: Any = None
         try:
-            engines = await get_engines(self.services)
+            engines = await self.services.get_engines()
             facts = await load_user_facts(self.services.sessions, self.user)
             entry.conversation_id = await self.store.start(self.language)
             companion = CallCompanion(self.services, self.user, language=self.language, push=self._push)
@@ -169,13 +189,16 @@ class Call:
             self.companion = companion
             self.reminders = await companion.reminders()
             self._opening = self.reminders.opening(datetime.now(self.reminders.zone))
-            self.conv = Conversation(engines, self._context(facts), self._config(), tools=companion.tools)
+            self.conv = Conversation(
+                engines, self._context(facts), self._config(self.session), tools=companion.tools
+            )
             await self.send(self.encoder.session_event("session.created"))
             saver = asyncio.create_task(self._save())  # outlives the call's tasks: every turn is stored
             async with asyncio.timeout(self.settings.realtime_max_call_s), asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._read())
                 tg.create_task(self._write())
                 tg.create_task(self._watch())
+                tg.create_task(self._end_when_draining())
                 await reader
                 raise _Hangup
         except* _Hangup:
@@ -210,29 +233,28 @@ class Call:
             system_prompt=prompt, language=self.language, user_name=name, facts=facts, tools=TOOL_SPECS
         )
 
-    def _config(self) -> CallConfig:
-        td = self.session.turn_detection
+    def _config(self, session: Session) -> CallConfig:
+        """The core's configuration for `session` (turn-detection defaults are the core's own)."""
         s = self.settings
         c = CallConfig(
-            language=self.language,
-            input_rate=self.session.input_format.rate,
-            output_rate=self.session.output_format.rate,
-            turn_detection=td is not None,
+            language=self._language(session),
+            input_rate=session.input_format.rate,
+            output_rate=session.output_format.rate,
+            turn_detection=session.turn_detection is not None,
             min_silence_ms=s.realtime_min_silence_ms,
             max_silence_ms=s.realtime_max_silence_ms,
-            speed=self.session.speed or self.user.speech_rate or 1.0,
-            apology=prompts.apology(self.language),
+            end_finished_ms=s.realtime_finished_silence_ms,
+            end_doubt_ms=s.realtime_doubt_silence_ms,
+            speed=session.speed or self.user.speech_rate or 1.0,
             speculative=s.realtime_speculative,
             lead_ms=float(s.realtime_audio_lead_ms),
             emergency_number=s.emergency_number,
         )
-        if td is not None:
-            c.threshold, c.prefix_padding_ms = float(td["threshold"]), int(td["prefix_padding_ms"])
-            c.silence_duration_ms = int(td["silence_duration_ms"])
-            c.create_response, c.interrupt_response = (
-                bool(td["create_response"]),
-                bool(td["interrupt_response"]),
-            )
+        c.apology = prompts.apology(c.language)
+        if (td := session.turn_detection) is not None:
+            c.threshold, c.prefix_padding_ms = td.threshold, td.prefix_padding_ms
+            c.silence_duration_ms = td.silence_duration_ms
+            c.create_response, c.interrupt_response = td.create_response, td.interrupt_response
         return c
 
     async def _close(self, code: int, reason: str) -> None:
@@ -248,88 +270,91 @@ class Call:
             if msg["type"] == "websocket.disconnect":
                 return
             assert self.conv is not None
-            if msg.get("bytes") is not None:
-                if len(msg["bytes"]) > limit:
-                    await self.send(self.encoder.error("Message too large.", code="message_too_large"))
-                    continue
-                self.conv.push_audio(self.session.input_format.decode(msg["bytes"]))
-                continue
-            text = msg.get("text") or ""
-            if len(text) > limit:
+            data: str | bytes | None = msg.get("text")
+            if data is None:
+                data = msg.get("bytes") or b""
+            if (size := _size(data, limit)) > limit:
                 await self.send(
-                    self.encoder.error(f"Message larger than {limit} bytes.", code="message_too_large")
+                    self.encoder.error(
+                        f"A message of {size} bytes is over the limit of {limit} bytes; the call ends.",
+                        code="message_too_large",
+                    )
                 )
+                await self._close(1009, f"message over {limit} bytes")
+                return
+            if isinstance(data, bytes):  # the binary fast path: raw audio in the input format
+                self.conv.push_audio(self.session.input_format.decode(data))
                 continue
             try:
-                event = json.loads(text)
-                if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-                    raise ProtocolError("Each client event must be a JSON object with a string 'type'.")
-            except (json.JSONDecodeError, ProtocolError) as e:
-                await self.send(self.encoder.error(f"Invalid client event: {e}", code="invalid_event"))
+                event = p.parse(data)
+            except p.ProtocolError as e:
+                await self.send(self.encoder.error(str(e), code=e.code, param=e.param, event_id_=e.event_id))
                 continue
             try:
-                await self._handle(event)
-            except ProtocolError as e:
+                await self._handlers[type(event)](self.conv, event)
+            except WebSocketDisconnect:
+                raise
+            except Exception:
+                # A fault of ours on a checked event: logged in full, reported, and the call goes on
+                # (the fuzz test counts any of these as a failure).
+                log.exception("realtime: handling %s failed", event.type)
                 await self.send(
-                    self.encoder.error(str(e), code="invalid_value", event_id_=event.get("event_id"))
+                    self.encoder.error(
+                        "The server could not handle this event.",
+                        type="server_error",
+                        code="internal_error",
+                        event_id_=event.event_id,
+                    )
                 )
 
-    async def _handle(self, event: dict[str, Any]) -> None:
-        conv, kind, eid = self.conv, event["type"], event.get("event_id")
-        assert conv is not None
-        if kind == "input_audio_buffer.append":
-            audio = event.get("audio")
-            if not isinstance(audio, str):
-                raise ProtocolError("input_audio_buffer.append needs 'audio' (base64).")
-            try:
-                data = base64.b64decode(audio, validate=True)
-            except (binascii.Error, ValueError):
-                raise ProtocolError("input_audio_buffer.append: 'audio' is not valid base64.") from None
-            conv.push_audio(self.session.input_format.decode(data))
-        elif kind == "session.update":
-            apply_session(self.session, event.get("session"))
-            c = self._config()
-            conv.configure(
-                language=c.language,
-                input_rate=c.input_rate,
-                output_rate=c.output_rate,
-                turn_detection=c.turn_detection,
-                threshold=c.threshold,
-                prefix_padding_ms=c.prefix_padding_ms,
-                silence_duration_ms=c.silence_duration_ms,
-                create_response=c.create_response,
-                interrupt_response=c.interrupt_response,
-                speed=c.speed,
-                apology=c.apology,
-            )
-            conv.context = self._context(dict(conv.context.facts))
-            if self.companion is not None:
-                self.companion.set_language(self.language)
-            await self.send(self.encoder.session_event("session.updated"))
-        elif kind == "input_audio_buffer.commit":
-            conv.commit(eid)
-        elif kind == "input_audio_buffer.clear":
-            conv.clear_input()
-        elif kind == "conversation.item.create":
-            role, text = _text_item(event.get("item"))
-            conv.add_text(role, text, (event.get("item") or {}).get("id"))
-        elif kind == "conversation.item.truncate":
-            item_id, end = event.get("item_id"), event.get("audio_end_ms")
-            if not isinstance(item_id, str) or not isinstance(end, int):
-                raise ProtocolError(
-                    "conversation.item.truncate needs 'item_id' and an integer 'audio_end_ms'."
-                )
-            conv.truncate(item_id, int(event.get("content_index") or 0), end, eid)
-        elif kind == "conversation.item.delete":
-            if not isinstance(event.get("item_id"), str):
-                raise ProtocolError("conversation.item.delete needs 'item_id'.")
-            conv.delete_item(event["item_id"], eid)
-        elif kind == "response.create":
-            conv.create_response(eid)
-        elif kind == "response.cancel":
-            conv.cancel_response(eid)
-        else:
-            raise ProtocolError(f"Unknown client event type '{kind}'.")
+    # --- client events (one handler per event type, each given a fully checked event) ---------
+
+    async def _append(self, conv: Conversation, e: p.AudioAppend) -> None:
+        conv.push_audio(self.session.input_format.decode(e.audio))
+
+    async def _commit(self, conv: Conversation, e: p.AudioCommit) -> None:
+        conv.commit(e.event_id)
+
+    async def _clear(self, conv: Conversation, e: p.AudioClear) -> None:
+        conv.clear_input()
+
+    async def _update_session(self, conv: Conversation, e: p.UpdateSession) -> None:
+        """Apply the whole update or none of it: the event was checked before anything changes."""
+        session = self.session.updated(e.session)
+        c = self._config(session)
+        conv.configure(
+            language=c.language,
+            input_rate=c.input_rate,
+            output_rate=c.output_rate,
+            turn_detection=c.turn_detection,
+            threshold=c.threshold,
+            prefix_padding_ms=c.prefix_padding_ms,
+            silence_duration_ms=c.silence_duration_ms,
+            create_response=c.create_response,
+            interrupt_response=c.interrupt_response,
+            speed=c.speed,
+            apology=c.apology,
+        )
+        self.session = self.encoder.session = session
+        conv.context = self._context(dict(conv.context.facts))
+        if self.companion is not None:
+            self.companion.set_language(self.language)
+        await self.send(self.encoder.session_event("session.updated"))
+
+    async def _create_item(self, conv: Conversation, e: p.CreateItem) -> None:
+        conv.add_text(e.item.role, e.item.text, e.item.id)
+
+    async def _truncate(self, conv: Conversation, e: p.TruncateItem) -> None:
+        conv.truncate(e.item_id, e.content_index, e.audio_end_ms, e.event_id)
+
+    async def _delete(self, conv: Conversation, e: p.DeleteItem) -> None:
+        conv.delete_item(e.item_id, e.event_id)
+
+    async def _create_response(self, conv: Conversation, e: p.CreateResponse) -> None:
+        conv.create_response(e.event_id)
+
+    async def _cancel_response(self, conv: Conversation, e: p.CancelResponse) -> None:
+        conv.cancel_response(e.event_id)
 
     # --- core -> socket ------------------------------------------------------------------------
 
@@ -444,24 +469,38 @@ class Call:
         if lines:
             conv.create_response(fixed_text=" ".join(lines))
 
+    async def _end_when_draining(self) -> None:
+        """The server is draining: end the call with 1012 (the client reconnects elsewhere).
+
+        At the call's first quiet moment (no one speaking, no reply in flight, nothing left to
+        send, for DRAIN_QUIET_S on end), or when the grace period runs out, whichever comes first.
+        """
+        assert self.conv is not None
+        conv, registry = self.conv, self.registry
+        await registry.draining.wait()
+        quiet_since: float | None = None
+        while (now := time.monotonic()) < registry.drain_deadline:
+            if conv.busy or not conv.out.empty():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= DRAIN_QUIET_S:
+                break
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(Exception):
+            await self.send(
+                {"type": "silvertalk.call.ending", "event_id": "event_restart", "reason": "server_restarting"}
+            )
+        await self._close(1012, "server restarting")
+        raise _Hangup
+
 
 class _Hangup(Exception):
     """The call ends from our side (idle, or the reader saw the socket close)."""
 
 
-def _text_item(item: Any) -> tuple[str, str]:
-    if not isinstance(item, dict):
-        raise ProtocolError("conversation.item.create needs an 'item' object.")
-    if item.get("type", "message") != "message":
-        raise ProtocolError(f"Item type '{item.get('type')}' is not supported; send a 'message'.")
-    role = item.get("role", "user")
-    if role not in ("user", "assistant", "system"):
-        raise ProtocolError(f"Unknown item role '{role}'.")
-    parts = item.get("content")
-    if not isinstance(parts, list) or not parts:
-        raise ProtocolError("A message item needs a non-empty 'content' list.")
-    texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") in ("input_text", "text")]
-    strings = [t for t in texts if isinstance(t, str)]
-    if not strings or len(strings) != len(texts):
-        raise ProtocolError("Only text content (input_text) is supported in conversation.item.create.")
-    return role, " ".join(strings)
+def _size(data: str | bytes, limit: int) -> int:
+    """The message's size in bytes (UTF-8 for text), counted only when it may be over `limit`."""
+    if isinstance(data, bytes) or len(data) > limit or 4 * len(data) <= limit:
+        return len(data)  # a character is 1 to 4 bytes
+    return len(data.encode("utf-8", "surrogatepass"))

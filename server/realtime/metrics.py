@@ -65,6 +65,6 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    m: CallMetrics | None = request.app.state.services.extras.get("metrics")
+    m: CallMetrics | None = request.app.state.services.metrics
     body = generate_latest(m.registry) if m is not None else b""
     return Response(body, media_type=CONTENT_TYPE_LATEST)

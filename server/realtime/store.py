@@ -9,6 +9,7 @@ system prompt may use: today's events and recent memories of the user.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ class CallStore:
         return row.id
 
     async def add_turn(
-        self, item_id: str, role: str, text: str, status: str, timings: dict[str, float]
+        self, item_id: str, role: str, text: str, status: str, timings: Mapping[str, float | str]
     ) -> None:
         if self.conversation_id is None:
             return
@@ -55,7 +56,7 @@ class CallStore:
                     text=text[:20000],
                     status=status,
                     ended_at=datetime.now(UTC),
-                    timings=timings,
+                    timings=dict(timings),
                 )
             )
             await s.commit()

@@ -124,7 +124,7 @@ async def cancel_generation(
 ) -> GenerationPublic:
     """Stop a queued or running generation (409 once it has finished)."""
     gen = await _own(session, user, generation_id)
-    worker = services.extras.get("generation")
+    worker = services.generation
     if gen.status not in ("queued", "running") or worker is None or not await worker.cancel(gen.id):
         raise HTTPException(status.HTTP_409_CONFLICT, f"This generation has already {gen.status}")
     await session.refresh(gen)

@@ -28,7 +28,8 @@ class TurnPublic(SQLModel):
     status: str  # completed | cancelled | failed
     started_at: datetime
     ended_at: datetime | None
-    timings: dict[str, float] = Field(default_factory=dict)  # stage latencies in ms
+    #: Stage latencies in ms; `end_*`: how the end of the turn was decided (pipeline.turn_end).
+    timings: dict[str, float | str] = Field(default_factory=dict)
 
 
 class ConversationDetail(ConversationPublic):

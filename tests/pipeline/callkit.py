@@ -17,6 +17,7 @@ from pipeline.conversation import CallConfig, Conversation
 from pipeline.engines.base import (
     PCM,
     ChatContext,
+    EndOfTurnModel,
     LanguageModel,
     LLMOutput,
     Message,
@@ -105,9 +106,26 @@ class FakeTTS(TextToSpeech):
         yield (np.sin(np.arange(n) * 2 * np.pi * 200 / RATE) * 3000).astype(np.int16)
 
 
+class FakeTurnModel(EndOfTurnModel):
+    """Smart Turn stand-in: answers `p` (finished or not) for whatever it hears; counts the calls."""
+
+    sample_rate = RATE
+
+    def __init__(self, p: float = 0.9) -> None:
+        self.p = p
+        self.heard_s: list[float] = []
+
+    async def probability(self, audio: PCM) -> float:
+        self.heard_s.append(len(audio) / RATE)
+        await asyncio.sleep(0)
+        return self.p
+
+
 class Engines:
     def __init__(self) -> None:
         self.stt, self.llm, self.tts = FakeSTT(), FakeLLM(), FakeTTS()
+        #: No audio end-of-turn model unless a test sets one.
+        self.turn: FakeTurnModel | None = None
 
     def tts_for(self, language: str) -> FakeTTS:
         return self.tts

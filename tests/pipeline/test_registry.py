@@ -14,6 +14,7 @@ from pipeline.engines.offline import OfflineLLM
 from pipeline.engines.openai_compat import OpenAICompatLLM
 from pipeline.engines.piper import PiperTTS
 from pipeline.engines.registry import Engines, llm_name, load_engines, tts_names
+from pipeline.engines.smart_turn import SmartTurn
 from pipeline.engines.whisper import WhisperSTT
 from server.settings import Settings
 
@@ -47,15 +48,17 @@ def test_tts_voices_per_language(tmp_path: Path) -> None:
 
 
 async def test_load_default_engines(tmp_path: Path, model_dir: Path) -> None:
-    """The embedded default loads Whisper, the offline LLM, Piper for English and espeak otherwise."""
+    """The embedded default: Whisper, the offline LLM, Piper for English, espeak otherwise, Smart Turn."""
     engines = load_engines(settings(tmp_path, stt_model_dir=model_dir, stt_device="cpu"))
     assert isinstance(engines.stt, WhisperSTT) and isinstance(engines.llm, OfflineLLM)
     assert isinstance(engines.tts_for("en"), PiperTTS) and isinstance(engines.tts_for("en-US"), PiperTTS)
     assert isinstance(engines.tts_for("ko"), EspeakTTS) and isinstance(engines.tts_for("ja"), EspeakTTS)
     assert engines.tts["ko"] is engines.tts["*"]  # one espeak shared
+    assert isinstance(engines.turn, SmartTurn)
     assert engines.names == {
         "stt": "whisper",
         "llm": "offline",
+        "turn": "smart_turn",
         "tts:en": "piper",
         "tts:ko": "espeak",
         "tts:*": "espeak",

@@ -33,7 +33,7 @@ def app_client(tmp_path: Path, db_url: str, url: str | None, **overrides: Any) -
 
 def raise_alert(client: TestClient, auth: dict[str, str], text: str = "가슴이 아파요") -> tuple[Alert, float]:
     """Raise an alert as the call would; return it and how long raising took (s)."""
-    sender = client.app.state.services.extras["alerts"]  # type: ignore[attr-defined]
+    sender = client.app.state.services.alerts  # type: ignore[attr-defined]
     assert client.portal is not None
     started = time.monotonic()
     alert = client.portal.call(
@@ -43,7 +43,7 @@ def raise_alert(client: TestClient, auth: dict[str, str], text: str = "가슴이
 
 
 def settle(client: TestClient) -> None:
-    sender = client.app.state.services.extras["alerts"]  # type: ignore[attr-defined]
+    sender = client.app.state.services.alerts  # type: ignore[attr-defined]
     assert client.portal is not None
     client.portal.call(sender.wait_idle)
 

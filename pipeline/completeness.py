@@ -1,0 +1,122 @@
+"""Does a transcript read like a finished turn? Rules over the last words, English and Korean.
+
+Whisper closes almost every fragment with a full stop ("My late husband and I used to."), so a
+trailing "." says nothing and is ignored; what counts is the last word. English: a turn that ends
+on an article, a preposition, an auxiliary, a conjunction, a subject pronoun or a possessive ("the",
+"to", "was", "and", "I", "my") is not finished. Korean: a connective ending (-고, -는데, -서, -면,
+-지만, -니까, -거든, ...) or a case particle on the last word means more is coming; a final
+ending (-요, -다, -까, -죠, -네, ...) closes the sentence. Anything else is `UNSURE`, and the
+audio model and the speaker's own pauses decide (see `pipeline.turn_end`).
+
+Judging wrong in the INCOMPLETE direction only makes us wait longer, which is the safe side for an
+older speaker; so the Korean particle rule is allowed to be broad.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+
+class Completeness(enum.Enum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    UNSURE = "unsure"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    state: Completeness
+    #: Why, for the decision log: the rule and the words it looked at.
+    reason: str
+
+
+_TRAILING_OPEN = (",", ";", ":", "-", "\u2014", "\u2013", "...", "\u2026")
+
+
+def _words(*groups: str) -> list[str]:
+    return [w for group in groups for w in group.split()]
+
+
+_EN_OPEN_WORDS = frozenset(
+    _words(
+        "a an the this these those some any every each another",  # articles, determiners
+        "to of in on at for with from by about into onto along across through over under after",
+        "before around between without toward towards near behind beside during than as like",
+        "is are was were am be been being have has had do does did will would can could should",
+        "may might must shall",  # auxiliaries, modals
+        "and but or nor so because if when while although though since until unless whether",
+        "that which who whom whose where",  # conjunctions, relatives
+        "i we they he she my your our their its i'm i've i'd i'll we're we've they're you're",
+        "he's she's it's there's that's what's",  # subjects, possessives
+        "um uh er erm uhm hmm",  # hesitations
+    )
+)
+# Longest first, so "니까" wins over the final "까" and "는데" over "데".
+_KO_CONNECTIVE = sorted(
+    _words("고 는데 은데 데 서 면 지만 니까 거든 며 면서 도록 려고 러 다가 자마자 든지 아도 어도 는지 을지"),
+    key=len,
+    reverse=True,
+)
+# Spoken finals, polite and plain (반말: 했어, 좋아, 할게, 그럴걸, 가 봐).
+_KO_FINAL = tuple(_words("요 다 까 죠 네 니 야 래 지 군 구나 자 어 아 해 게 걸 봐"))
+_KO_PARTICLE = sorted(
+    _words("은 는 이 가 을 를 에 에서 에게 한테 께 랑 이랑 와 과 도 의 로 으로 께서 부터 까지 처럼 보다 만"),
+    key=len,
+    reverse=True,
+)
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_EN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def judge(text: str, language: str) -> Verdict:
+    """The completeness of `text` (a whole transcript so far) in `language` ("ko", "en-US", ...)."""
+    stripped = text.strip().strip("\"'\u201c\u201d\u2018\u2019")
+    if not stripped:
+        # The decode heard no words (noise, a cough): there is no sentence to wait for.
+        return Verdict(Completeness.COMPLETE, "no words")
+    for mark in _TRAILING_OPEN:
+        if stripped.endswith(mark):
+            return Verdict(Completeness.INCOMPLETE, f"ends on {mark!r}")
+    # Hangul in the text decides the rules, whatever the session language says: callers switch.
+    if _HANGUL.search(stripped) or language.lower().startswith("ko"):
+        return _korean(stripped)
+    return _english(stripped)
+
+
+def _english(text: str) -> Verdict:
+    if text.endswith(("?", "!")):
+        return Verdict(Completeness.COMPLETE, f"ends on {text[-1]!r}")
+    words = _EN_WORD.findall(text.lower().replace("\u2019", "'"))
+    if not words:
+        return Verdict(Completeness.UNSURE, "no English words")
+    last = words[-1]
+    if last in _EN_OPEN_WORDS:
+        return Verdict(Completeness.INCOMPLETE, f"ends on the function word {last!r}")
+    return Verdict(Completeness.COMPLETE, f"ends on {last!r}")
+
+
+def _korean(text: str) -> Verdict:
+    if text.endswith("?"):
+        return Verdict(Completeness.COMPLETE, "ends on '?'")
+    words = re.findall(r"[\uac00-\ud7a3]+", text)
+    if not words:
+        return Verdict(Completeness.UNSURE, "no Hangul words")
+    last = words[-1]
+    if last.endswith("요"):  # 는데요, 거든요, 고요: polite closings of a connective are final
+        return Verdict(Completeness.COMPLETE, f"final ending in {last!r}")
+    for ending in _KO_CONNECTIVE:
+        if last.endswith(ending) and len(last) >= max(2, len(ending)):
+            return Verdict(Completeness.INCOMPLETE, f"connective ending -{ending} in {last!r}")
+    # Two-syllable particles first: 보다 ("than") is not the final -다.
+    for particle in (p for p in _KO_PARTICLE if len(p) > 1):
+        if last.endswith(particle) and len(last) > len(particle):
+            return Verdict(Completeness.INCOMPLETE, f"particle {particle!r} on {last!r}")
+    for ending in _KO_FINAL:
+        if last.endswith(ending) and len(last) > len(ending):
+            return Verdict(Completeness.COMPLETE, f"final ending -{ending} in {last!r}")
+    for particle in (p for p in _KO_PARTICLE if len(p) == 1):
+        if last.endswith(particle) and len(last) > 1:
+            return Verdict(Completeness.INCOMPLETE, f"particle {particle!r} on {last!r}")
+    return Verdict(Completeness.UNSURE, f"no known ending on {last!r}")

@@ -1,0 +1,193 @@
+"""The end-of-turn decision: how much silence ends this turn, from sound, words and the speaker.
+
+At each pause the core gathers three signals and asks `decide` for the silence that must pass
+before the turn is over (it asks again whenever a signal arrives or changes):
+
+1. the words: `pipeline.completeness.judge` on the transcript so far (None while decoding);
+2. the sound: the audio end-of-turn model's probability that the speaker has finished (Smart Turn;
+   None until it has answered, or when no model is configured);
+3. the speaker: the silence their own pauses call for (`Endpointer.required_silence_ms`).
+
+The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
+waiting too long after a finished sentence is the second worst)::
+
+    words        sound              silence
+    unfinished   any                max_ms       ("My late husband and I used to.")
+    no words     any                max_ms       (still decoding: decided again when they come)
+    finished     finished           finished_ms  (both agree: answer quickly)
+    finished     not yet answered   learned      (the model answers within ~100 ms; decide again)
+    finished     unfinished         max(learned, doubt_ms)
+    unsure       finished           learned
+    unsure       unfinished / none  max(learned, doubt_ms)
+
+Each `Decision` carries its inputs and a reason, so the core can log it and store it with the
+turn's timings: a wrong decision can be understood afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline import EngineError
+from pipeline.completeness import Completeness, Verdict, judge
+from pipeline.engines.base import PCM, EndOfTurnModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEndPolicy:
+    #: Silence that ends a turn whose words and sound both say it is finished.
+    finished_ms: int = 350
+    #: The longest wait, for a turn whose words are unfinished (older speakers pause 1-2 s).
+    max_ms: int = 2500
+    #: The wait when the signals disagree: longer than the pauses older speakers make mid-sentence.
+    doubt_ms: int = 1600
+    #: The audio model's probability above which the sound says "finished".
+    audio_threshold: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    #: The silence (ms after the last voiced frame) that ends the turn.
+    silence_ms: int
+    reason: str
+    words: Completeness | None
+    words_reason: str | None
+    audio_p: float | None
+    learned_ms: int
+
+    def as_timings(self) -> dict[str, float | str]:
+        """The decision in the shape stored with a turn's timings (numbers and short strings)."""
+        out: dict[str, float | str] = {
+            "end_silence_ms": float(self.silence_ms),
+            "end_reason": self.reason,
+            "end_learned_ms": float(self.learned_ms),
+        }
+        if self.words is not None:
+            out["end_words"] = self.words.value
+        if self.audio_p is not None:
+            out["end_audio_p"] = round(self.audio_p, 3)
+        return out
+
+
+def decide(words: Verdict | None, audio_p: float | None, learned_ms: int, policy: TurnEndPolicy) -> Decision:
+    """The silence that ends the turn now, given what is known (see the module's table)."""
+    learned = min(max(learned_ms, policy.finished_ms), policy.max_ms)
+    doubt = min(max(learned, policy.doubt_ms), policy.max_ms)
+    sound_done = None if audio_p is None else audio_p >= policy.audio_threshold
+    state = None if words is None else words.state
+
+    if state is None:
+        silence, reason = policy.max_ms, "no transcript yet"
+    elif state is Completeness.INCOMPLETE:
+        silence, reason = policy.max_ms, "words unfinished"
+    elif state is Completeness.COMPLETE:
+        if sound_done is None:
+            silence, reason = learned, "words finished, sound not judged yet"
+        elif sound_done:
+            silence, reason = policy.finished_ms, "words and sound finished"
+        else:
+            silence, reason = doubt, "words finished, sound unfinished"
+    elif sound_done:
+        silence, reason = learned, "words unsure, sound finished"
+    else:
+        silence, reason = doubt, "words unsure, sound unfinished or unknown"
+    return Decision(
+        silence_ms=silence,
+        reason=reason,
+        words=state,
+        words_reason=None if words is None else words.reason,
+        audio_p=audio_p,
+        learned_ms=learned_ms,
+    )
+
+
+class EndOfTurn:
+    """One call's end-of-turn signals for the turn in progress, and the silence they decide.
+
+    The conversation calls `begin` when a turn starts, `paused` when the endpointer announces a
+    pause (the audio model runs then, off the loop, and once more if the pause grows past
+    `rerun_after_s`), `resumed` when the caller speaks on, and `silence_ms` on every frame of the
+    turn (cheap: words are judged once per transcript, the table is recomputed only when an input
+    changes). `decision` is the last one made, for the log and the turn's stored timings.
+    """
+
+    def __init__(
+        self,
+        model: EndOfTurnModel | None,
+        policy: TurnEndPolicy,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        clock: Callable[[], float],
+        *,
+        rerun_after_s: float = 0.8,
+    ) -> None:
+        self.model, self.policy, self._spawn, self._clock = model, policy, spawn, clock
+        self.rerun_after_s = rerun_after_s
+        self.decision: Decision | None = None
+        self._words: tuple[str, Verdict] | None = None  # (text judged, its verdict)
+        self._audio_p: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._paused_at: float | None = None
+        self._reruns = 0
+        self._audio: Callable[[], PCM] | None = None
+        self._key: tuple[Any, ...] | None = None
+
+    def begin(self) -> None:
+        """A new turn: forget the last one's signals."""
+        self.resumed()
+        self._words, self.decision, self._key = None, None, None
+
+    def paused(self, audio: Callable[[], PCM]) -> None:
+        """The caller fell silent: judge the sound of the turn so far (`audio()`: 16 kHz, ending now)."""
+        self._paused_at, self._reruns, self._audio = self._clock(), 0, audio
+        self._predict()
+
+    def resumed(self) -> None:
+        """The caller spoke on: the pause's sound judgement is stale."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
+
+    def silence_ms(self, text: str | None, language: str, learned_ms: int) -> int:
+        """The silence that ends the turn now. `text`: its transcript, None while still decoding."""
+        if text is not None and (self._words is None or self._words[0] != text):
+            self._words = (text, judge(text, language))
+        words = self._words[1] if text is not None and self._words is not None else None
+        key = (words, self._audio_p, learned_ms)
+        if key != self._key or self.decision is None:
+            self._key = key
+            self.decision = decide(words, self._audio_p, learned_ms, self.policy)
+        if (
+            self._paused_at is not None
+            and self._reruns == 0
+            and self._task is None
+            and self.decision.silence_ms > self.policy.finished_ms
+            and self._clock() - self._paused_at >= self.rerun_after_s
+        ):
+            # A longer pause sounds different: ask the model once more before waiting it out.
+            self._reruns += 1
+            self._predict()
+        return self.decision.silence_ms
+
+    def _predict(self) -> None:
+        if self.model is None or self._audio is None:
+            return
+        model, audio = self.model, self._audio()
+        if len(audio) == 0:
+            return
+
+        async def run() -> None:
+            try:
+                self._audio_p = await model.probability(audio)
+            except EngineError:
+                log.warning("end-of-turn model failed; deciding from words and pauses", exc_info=True)
+            finally:
+                if self._task is asyncio.current_task():
+                    self._task = None
+
+        self._task = self._spawn(run())

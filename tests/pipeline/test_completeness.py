@@ -1,0 +1,84 @@
+"""Text completeness: Whisper's closing full stop is ignored; the last words decide."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.completeness import Completeness, judge
+
+KOREAN = json.loads((Path(__file__).parents[2] / "bench" / "korean_turns.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My late husband and I used to.",
+        "And so my fellow Americans,",
+        "When you hear the bell,",
+        "I went to see the.",
+        "She was talking about.",
+        "We were going to go and.",
+        "I think that I.",
+        "Yesterday my.",
+        "The doctor said I should.",
+        "Um.",
+    ],
+)
+def test_english_fragments_are_incomplete(text: str) -> None:
+    """A transcript ending on a function word, a comma, "I" or "my" is not finished, full stop or not."""
+    assert judge(text, "en").state is Completeness.INCOMPLETE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "walk along the river every Sunday afternoon.",
+        "She called his name many times.",
+        "Yes.",
+        "Thank you.",
+        "Can you remind me about my medicine?",
+        "I went to the market this morning.",
+        "And so my fellow Americans, ask not what your country can do for you.",
+    ],
+)
+def test_english_sentences_are_complete(text: str) -> None:
+    """A sentence ending on a content word, a question mark or an exclamation is finished."""
+    assert judge(text, "en-US").state is Completeness.COMPLETE
+
+
+@pytest.mark.parametrize("text", KOREAN["complete"])
+def test_korean_final_endings_are_complete(text: str) -> None:
+    """Korean final endings (-요, -다, -까, -죠, -네, plain -어/-아) close the turn."""
+    assert judge(text, "ko").state is Completeness.COMPLETE
+
+
+@pytest.mark.parametrize("text", KOREAN["cut"])
+def test_korean_connective_endings_are_incomplete(text: str) -> None:
+    """A Korean sentence cut at a connective ending (-고, -는데, -서, -면, -지만) or a particle is open."""
+    assert judge(text, "ko").state is Completeness.INCOMPLETE
+
+
+def test_the_korean_set_is_large_enough() -> None:
+    """The issue asks for at least 30 labelled Korean transcripts, complete and cut."""
+    assert len(KOREAN["complete"]) + len(KOREAN["cut"]) >= 30
+    assert min(len(KOREAN["complete"]), len(KOREAN["cut"])) >= 15
+
+
+def test_hangul_decides_the_rules_whatever_the_session_language() -> None:
+    """A Korean sentence in an English session is still judged by Korean endings."""
+    assert judge("어제 병원에 갔는데.", "en").state is Completeness.INCOMPLETE
+
+
+def test_no_words_is_nothing_to_wait_for() -> None:
+    """A decode that heard no words (a cough) leaves no sentence to finish."""
+    assert judge("", "en").state is Completeness.COMPLETE
+    assert judge("   ", "ko").state is Completeness.COMPLETE
+
+
+def test_words_no_rule_knows_are_unsure() -> None:
+    """Words no rule knows leave the decision to the sound and the pauses."""
+    assert judge("음", "ko").state is Completeness.UNSURE
+    assert judge("...!?", "en").state in (Completeness.UNSURE, Completeness.COMPLETE)

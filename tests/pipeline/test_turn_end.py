@@ -1,0 +1,50 @@
+"""The end-of-turn decision table: words, sound and the speaker's own pauses."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.completeness import Completeness, Verdict
+from pipeline.turn_end import TurnEndPolicy, decide
+
+POLICY = TurnEndPolicy(finished_ms=350, max_ms=2500, doubt_ms=1600, audio_threshold=0.5)
+DONE = Verdict(Completeness.COMPLETE, "ends on 'afternoon'")
+OPEN = Verdict(Completeness.INCOMPLETE, "ends on the function word 'to'")
+UNSURE = Verdict(Completeness.UNSURE, "no known ending")
+
+
+@pytest.mark.parametrize(
+    ("words", "audio_p", "learned", "want"),
+    [
+        (OPEN, 0.99, 700, 2500),  # unfinished words win over a confident model
+        (None, 0.99, 700, 2500),  # no transcript yet: wait, decide again when it comes
+        (DONE, 0.9, 700, 350),  # both finished: answer quickly
+        (DONE, None, 700, 700),  # the model has not answered yet: the speaker's own wait
+        (DONE, 0.1, 700, 1600),  # disagreement: longer than a mid-sentence pause
+        (DONE, 0.1, 2000, 2000),  # a speaker whose pauses are longer still keeps them
+        (UNSURE, 0.9, 900, 900),
+        (UNSURE, 0.2, 900, 1600),
+        (UNSURE, None, 900, 1600),
+    ],
+)
+def test_the_decision_table(words: Verdict | None, audio_p: float | None, learned: int, want: int) -> None:
+    """Each row of the module's table gives the silence it promises."""
+    assert decide(words, audio_p, learned, POLICY).silence_ms == want
+
+
+def test_waits_stay_within_the_bounds() -> None:
+    """A learned wait beyond the maximum is capped; below the finished wait it is raised."""
+    assert decide(DONE, None, 9000, POLICY).silence_ms == 2500
+    assert decide(DONE, None, 100, POLICY).silence_ms == 350
+
+
+def test_a_decision_carries_its_inputs_for_the_log() -> None:
+    """The stored timings say what was decided and why."""
+    d = decide(DONE, 0.8123, 700, POLICY)
+    assert d.as_timings() == {
+        "end_silence_ms": 350.0,
+        "end_reason": "words and sound finished",
+        "end_learned_ms": 700.0,
+        "end_words": "complete",
+        "end_audio_p": 0.812,
+    }
