@@ -290,7 +290,15 @@ def test_browser_shows_the_photo_the_companion_shows(
     from tests import images
     from tests.fakes.gemini import FakeGemini, Reply
 
-    with FakeGemini(reply="That is a lovely memory.", ttft_s=0.05) as gemini:
+    def answer(body: dict[str, Any]) -> Reply:
+        # Every turn shows the photo (speculative replies that are discarded show nothing), then
+        # answers once the tool's result is back.
+        last = body["contents"][-1]["parts"]
+        if any("functionResponse" in part for part in last):
+            return Reply(text="Here it is.")
+        return Reply.call("show_photo", words="wedding")
+
+    with FakeGemini(reply=answer, ttft_s=0.05) as gemini:
         settings = make_settings(
             tmp_path, sqlite_url, preload_engines=True, llm_engine="gemini",
             gemini_base_url=gemini.url, gemini_api_key=gemini.api_key,
@@ -303,7 +311,6 @@ def test_browser_shows_the_photo_the_companion_shows(
             photo = images.upload_photo(http, auth, images.png(320, 240), caption="Our wedding")
             memory = {"title": "Wedding day", "photo_ids": [photo["id"]]}
             assert http.post("/v1/memories", headers=auth, json=memory).status_code == 201
-            gemini.script(Reply.call("show_photo", words="wedding"), Reply(text="Here it is."))
 
             browser = browser_for(
                 "--use-fake-ui-for-media-stream",
