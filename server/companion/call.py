@@ -1,9 +1,10 @@
 """`CallCompanion`: everything the companion adds to one call, for the gateway to hand on.
 
 The gateway builds one when a call starts and gives the conversation core `tools` (a
-`pipeline.tools.ToolRunner`) and `TOOL_SPECS`; it passes each final user transcript to
-`emergency_reply`, speaks what that returns before anything else (whatever the LLM), asks
-`reminders()` for the call's `ReminderClock`, and calls `after_call` at hang-up. None of these
+`pipeline.tools.ToolRunner`) with `TOOL_SPECS` in the context. The core itself answers words of
+emergency calmly (`CallConfig.emergency_number`, whatever the LLM); the gateway passes each final
+user transcript to `emergency_reply`, which stores the alert and has the caregiver told. It asks
+`reminders()` for the call's `ReminderClock` and calls `after_call` at hang-up. None of these
 block the call on the network: the alert is written to the database and delivered in the
 background, and the summary runs in the background after the socket closed.
 """
