@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline import emergency
 from pipeline.engines.base import LanguageModel
