@@ -2,8 +2,9 @@
 
 The app builds the shared parts (database, media, HTTP client, rate limiter, Redis); each feature
 fills its own fields when it starts (`server.realtime.start`: `calls`, `metrics`, and `engines` when
-preloaded; `server.generation.start`: `generation`; `server.companion.start`: `alerts`, `summaries`). A field still None means that feature is not
-running in this app (a REST-only test, say).
+preloaded; `server.generation.start`: `generation`; `server.companion.start`: `alerts`,
+`summaries`). A field still None means that feature is not running in this app (a REST-only
+test, say).
 """
 
 from __future__ import annotations
