@@ -2,7 +2,7 @@
 
 Names: see `BENCHMARKS` below. Each writes its JSON under bench/results/.
 
-`all` runs every benchmark but the long ones (`load`, `endpointing`: each runs on its own) once
+`all` runs every benchmark but the long ones (`load`, `endpointing`, `soak`: each runs on its own) once
 with its defaults (about 10 minutes on a 2-core machine). One benchmark that fails (a server that
 will not start, say) is reported and the others still run; nothing here fails on speed. Options
 after the name go to that benchmark (`--help` lists them).
@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, endpointing, floor, fuzz, load, rest, v2v
+from bench import bargein, calls, endpointing, floor, fuzz, load, messages, rest, soak, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -26,8 +26,11 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "endpointing": endpointing.main,
     "fuzz": fuzz.main,
     "load": load.main,
+    "soak": soak.main,
+    "messages": messages.main,
 }
-ON_ITS_OWN = {"load", "endpointing"}
+#: Left out of `all`: too long to run with the others.
+ON_ITS_OWN = {"load", "endpointing", "soak"}
 
 
 def main(argv: list[str]) -> int:

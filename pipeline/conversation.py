@@ -41,6 +41,10 @@ from pipeline.vad import FRAME_MS, SAMPLE_RATE, FrameSplitter, Vad
 
 log = logging.getLogger(__name__)
 
+#: Prefix padding kept before a turn at most: more is silence that tells the decoder nothing, and
+#: a huge setting must not keep minutes of audio per call.
+PREFIX_MAX_MS = 5000
+
 __all__ = ["CallConfig", "Conversation"]
 
 
@@ -66,6 +70,7 @@ class Conversation:
         self.turn_end = EndOfTurn(getattr(engines, "turn", None), TurnEndPolicy(), core.spawn, clock)
         self._splitter = FrameSplitter()
         self._input: list[PCM] = []  # audio since the last commit/clear (turn detection off)
+        self._input_full = False  # said so once since the last commit/clear
         self._t_ms = 0
         self.configure()
 
@@ -84,9 +89,14 @@ class Conversation:
 
         What the endpointer learned about the speaker, and a turn in progress, survive.
         """
+        listening = self.config.turn_detection
         for k, v in changes.items():
             setattr(self.config, k, v)
         c = self.config
+        if listening and not c.turn_detection and self.floor.turn is not None:
+            # Turn detection off mid-turn: the words so far become a turn (nothing is lost), not
+            # answered, as a manual commit is not; the endpointer is left with no turn to finish.
+            self._end_turn_now(respond=False)
         self._resampler = Resampler(c.input_rate, SAMPLE_RATE)
         self._vad = Vad(c.threshold)
         ep = self._ep
@@ -100,7 +110,8 @@ class Conversation:
             doubt_ms=c.end_doubt_ms,
             audio_threshold=c.end_audio_threshold,
         )
-        self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(c.prefix_padding_ms + 200) // FRAME_MS)
+        prefix_ms = min(c.prefix_padding_ms, PREFIX_MAX_MS)
+        self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(prefix_ms + 200) // FRAME_MS)
         self.stt.language = c.language
         self.core.context = dataclasses.replace(self.core.context, language=c.language)
 
@@ -115,10 +126,27 @@ class Conversation:
         t = self._t_ms
         self._t_ms += FRAME_MS
         if not self.config.turn_detection:
-            self._input.append(frame)
+            if len(self._input) * FRAME_MS < self.config.max_input_audio_s * 1000:
+                self._input.append(frame)
+            elif not self._input_full:
+                self._input_full = True
+                self.core.error(
+                    f"The input audio buffer is full ({self.config.max_input_audio_s:g} s): "
+                    "audio past it is dropped; commit or clear the buffer.",
+                    "input_audio_buffer_full",
+                    None,
+                )
             return
         now = self.clock()
         floor, ep = self.floor, self._ep
+        if ep.in_turn and self.stt.duration_s >= self.config.max_input_audio_s:
+            self.core.error(
+                f"The turn reached {self.config.max_input_audio_s:g} s and was committed there; "
+                "speech after it starts a new turn.",
+                "input_audio_buffer_full",
+                None,
+            )
+            self._end_turn_now()
         voiced = self._vad.is_speech(frame)
         if voiced:
             floor.last_voiced = now
@@ -148,7 +176,7 @@ class Conversation:
         words = turns.words_so_far(turn)
         return self.turn_end.silence_ms(words, self.config.language, self._ep.required_silence_ms())
 
-    def _dispatch(self, event: Any, now: float) -> None:
+    def _dispatch(self, event: Any, now: float, *, respond: bool | None = None) -> None:
         floor = self.floor
         if isinstance(event, TurnStarted):
             self.turn_end.begin()
@@ -165,7 +193,12 @@ class Conversation:
             floor.speech_resumed()
         elif isinstance(event, TurnEnded):
             self._log_end_of_turn(event)
-            floor.turn_ended(event, now)
+            floor.turn_ended(event, now, respond=respond)
+
+    def _end_turn_now(self, *, respond: bool | None = None) -> None:
+        now = self.clock()
+        for event in self._ep.end_turn_now(self._t_ms):
+            self._dispatch(event, now, respond=respond)
 
     def _log_end_of_turn(self, event: TurnEnded) -> None:
         """Keep how the turn's end was decided with its timings, and log it with its inputs."""
@@ -186,8 +219,9 @@ class Conversation:
         )
 
     def _words_known(self, item: Item) -> None:
-        """A committed turn's words are in: the endpointer learns whether its end was a pause."""
-        if item.kind == "audio":
+        """A committed turn's words are in: the endpointer learns whether its end was a pause
+        (not from a failed transcript: its words are unknown, not unfinished)."""
+        if item.kind == "audio" and item.failure is None:
             words = judge(item.text, self.config.language)
             self._ep.last_turn_words(finished=words.state is not Completeness.INCOMPLETE)
 
@@ -195,17 +229,15 @@ class Conversation:
 
     def commit(self, event_id: str | None = None) -> None:
         """input_audio_buffer.commit: the buffered audio becomes a user turn."""
-        if self.config.turn_detection:
-            if self.floor.turn is None:
-                self.core.error(
-                    "Error committing input audio buffer: the buffer is empty.",
-                    "input_audio_buffer_commit_empty",
-                    event_id,
-                )
-                return
-            now = self.clock()
-            for event in self._ep.end_turn_now(self._t_ms):
-                self._dispatch(event, now)
+        if self.config.turn_detection and self.floor.turn is not None:
+            self._end_turn_now()
+            return
+        if self.config.turn_detection and not self._input:  # (audio appended while VAD was off)
+            self.core.error(
+                "Error committing input audio buffer: the buffer is empty.",
+                "input_audio_buffer_commit_empty",
+                event_id,
+            )
             return
         if sum(len(f) for f in self._input) < SAMPLE_RATE // 10:
             self.core.error(
@@ -214,7 +246,7 @@ class Conversation:
                 event_id,
             )
             return
-        frames, self._input = self._input, []
+        frames, self._input, self._input_full = self._input, [], False
         self.stt.reset()
         for f in frames:
             self.stt.push(f)
@@ -224,7 +256,7 @@ class Conversation:
 
     def clear_input(self) -> None:
         """input_audio_buffer.clear."""
-        self._input = []
+        self._input, self._input_full = [], False
         if self.floor.turn is not None:
             self._ep.reset()
             self.floor.clear()
@@ -337,11 +369,20 @@ class Conversation:
         return max(0.0, now - self.core.last_caller_activity)
 
     async def aclose(self) -> None:
-        """Hang up: stop every reply and decode this call started."""
-        for reply in (self.floor.reply, self.floor.spec):
+        """Hang up: stop every reply and decode this call started, and let go of every buffer."""
+        floor = self.floor
+        for reply in (floor.reply, floor.spec):
             if reply is not None:
                 reply.cancel("call_ended")
         await self.core.aclose()
+        self._input, self._input_full = [], False
+        self._prefix.clear()
+        self.stt.reset()
+        floor.reply = floor.spec = floor.barge = floor.turn = floor.open = None
+        for reply in floor.replies.values():
+            reply.audio.release()
+        for item in self.core.items:
+            item.transcript_task = None
         st = self.stt.stats
         log.info(
             "call ended: speculative hits %d misses %d cancelled %d; final decodes %s s; final waits %s s",

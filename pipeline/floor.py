@@ -19,7 +19,9 @@ deleted on commit (`ItemDeleted`).
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 from collections.abc import Sequence
 
 from pipeline import emergency, turns
@@ -31,6 +33,8 @@ from pipeline.events import InputCommitted, ItemCreated, ItemDeleted, SpeechStar
 from pipeline.reply import Reply, ReplyPlan, State
 from pipeline.transcripts import Transcripts
 from pipeline.turns import Item, new_id
+
+log = logging.getLogger(__name__)
 
 #: A rejoined turn is decoded whole: past this much audio, the next turn starts afresh instead.
 REJOIN_MAX_S = 30.0
@@ -122,7 +126,9 @@ class Floor:
         if self.turn is not None:
             self.turn.forget_transcript()
 
-    def turn_ended(self, event: TurnEnded, now: float) -> None:
+    def turn_ended(self, event: TurnEnded, now: float, *, respond: bool | None = None) -> None:
+        """The turn is over: drop it as noise, judge it (barge-in), or commit it (and answer it,
+        unless `respond` says otherwise; None: as `create_response` says)."""
         item, self.turn, self.phase = self.turn, None, Phase.IDLE
         self.transcripts.begin_turn(None)
         if item is None:
@@ -137,7 +143,8 @@ class Floor:
             verdict = barge.turn_ended(event.voiced_ms, config)
             if verdict is Verdict.UNDECIDED:
                 # Words or noise? The transcript decides; the reply stays on hold until it does.
-                self.core.spawn(self._settle_barge(barge, item))
+                self.transcripts.pin(item)
+                self.core.spawn(self._settle_barge(barge, item, respond))
                 return
             self.barge = None
             if verdict is Verdict.NOISE:
@@ -146,9 +153,9 @@ class Floor:
         elif self.replying and event.voiced_ms < config.cough_ms:
             self.drop_turn(item)  # a cough or a knock during the reply, not words: carry on speaking
             return
-        self.commit_turn(item)
+        self.commit_turn(item, respond=respond)
 
-    async def _settle_barge(self, barge: BargeIn, item: Item) -> None:
+    async def _settle_barge(self, barge: BargeIn, item: Item, respond: bool | None) -> None:
         """A barge-in turn of middling length ended: words cancel the reply, no words resume it."""
         text, _ = await self.transcripts.text_of(item)
         rejoined = item.continues.text if item.continues is not None else ""
@@ -158,7 +165,7 @@ class Floor:
         if barge.settle(text, rejoined, current=current) is Verdict.NOISE:
             self.drop_turn(item)
             return
-        self.commit_turn(item)
+        self.commit_turn(item, respond=respond)
 
     # --- turns ---------------------------------------------------------------------------------
 
@@ -234,16 +241,21 @@ class Floor:
                 text = await self.transcripts.final_text(item)
                 reply.stamps["transcript"] = core.clock()
                 if not text:
-                    return None
+                    return self._apology(item, plan)
                 messages = [*turns.history(core.items, skip=item.continues), Message("user", text)]
             else:
-                for pending in core.items:
-                    await pending.ready.wait()
+                try:
+                    # Bounded: each transcript settles within transcript_timeout_s anyway.
+                    async with asyncio.timeout(c.transcript_timeout_s):
+                        for pending in list(core.items):
+                            await pending.ready.wait()
+                except TimeoutError:
+                    log.warning("reply %s: answering without a transcript that is late", reply.response_id)
                 messages = turns.history(core.items)
                 if item is not None:
                     reply.stamps["transcript"] = item.timings.get("transcript", core.clock())
                     if not item.text:
-                        return None
+                        return self._apology(item, plan)
             if core.items and not speculative:
                 reply.previous_item_id = core.items[-1].id
             else:
@@ -266,6 +278,14 @@ class Floor:
         )
         reply.task = core.spawn(reply.run(prepare, plan))
         return reply
+
+    def _apology(self, item: Item, plan: ReplyPlan) -> Sequence[Message] | None:
+        """Nothing to answer: silence for a turn with no words (noise), a short apology (asking
+        them to say it again) for one whose transcription failed."""
+        if item.failure is None or not plan.apology:
+            return None
+        plan.fixed_text = plan.apology
+        return []
 
     def make_live(self, reply: Reply) -> None:
         """`reply` is the one the caller hears now; a live one before it is cut."""

@@ -270,13 +270,16 @@ class Reply:
             raise
         except Exception as e:  # a TTS failure: the call goes on, this reply fails
             log.exception("reply %s failed", self.response_id)
+            while isinstance(e, ExceptionGroup) and e.exceptions:  # the stage that failed, not its group
+                e = e.exceptions[0]
             if not self.ended:
                 error: dict[str, object] = {
                     "type": "failed",
-                    "error": {"type": "server_error", "message": str(e)},
+                    "error": {"type": "server_error", "message": f"{type(e).__name__}: {e}"},
                 }
                 self._finish("failed", self.played_ms(), error)
         finally:
+            self.audio.release()  # sent, or never will be: a long call keeps only the lengths
             if self.on_done is not None:
                 self.on_done(self)
 

@@ -8,8 +8,9 @@ One `StreamingTranscriber` serves one call, one utterance at a time::
         p = await st.partial()            # p.stable never changes; p.unstable may
     st.speculate()                        # VAD: speech stopped, endpointing still waiting
     st.cancel_speculation()               # ... the caller went on speaking after all
-    transcript = await st.final()         # the turn ended: usually the speculation's result
-    st.reset()                            # next utterance
+    task = st.finish()                    # the turn ended: usually the speculation, now the caller's
+    st.reset()                            # next utterance (the task above runs on)
+    transcript = await task
 
 Why this shape: a Whisper decode costs about 1 s on the development CPU whatever the clip length,
 so decodes are rationed. Partials re-decode the whole utterance (utterances are short) at most once
@@ -41,10 +42,16 @@ import numpy as np
 
 from pipeline import RetryableEngineError
 from pipeline.engines.base import PCM, SpeechToText, Transcript
+from pipeline.scheduler import DecodeScheduler, Priority
 
 #: A pause, for `should_partial`: the last 200 ms at least 25 dB below the utterance's loudest 20 ms.
 PAUSE_PROBE_S = 0.2
 PAUSE_DROP_DB = 25.0
+#: One engine call decodes at most this much audio: longer utterances are decoded window by
+#: window (Whisper's own window is 30 s; up to 28 s it encodes a window fitted to the clip), so
+#: one long commit never holds the shared engine for long, and there are no partials past it.
+DECODE_WINDOW_S = 28.0
+CUT_SEARCH_S = 4.0
 
 #: Which decode a `SpeechToText.transcribe` call serves: "partial" or "final". Local engines
 #: ignore it; a remote engine sends partials at low priority and may decline them.
@@ -188,6 +195,11 @@ class StreamingTranscriber:
         return self._lock.locked() or self._speculating or any(not t.done() for t in self._background)
 
     @property
+    def speculation(self) -> asyncio.Task[Transcript] | None:
+        """The pending speculative decode of the current utterance, if any."""
+        return self._spec
+
+    @property
     def _speculating(self) -> bool:
         return self._spec is not None and not self._spec.done()
 
@@ -206,6 +218,8 @@ class StreamingTranscriber:
         """
         if self._spec is not None or self.busy or self.duration_s < self.min_utterance_s:
             return False
+        if self.duration_s > DECODE_WINDOW_S:
+            return False  # a partial would be a windowed decode of everything: leave the CPU to finals
         if self._pausing():
             return False
         new_s = (self._samples - self._decoded_samples) / self._rate
@@ -223,7 +237,8 @@ class StreamingTranscriber:
             return self._current()
         audio, covered = self._audio(), self._samples
         token = DECODE_KIND.set("partial")  # the request task copies the context as it is now
-        request = self._partial_req = asyncio.create_task(self._decode(audio), name="stt-partial")
+        request = asyncio.create_task(self._decode(audio, Priority.PARTIAL), name="stt-partial")
+        self._partial_req = request
         DECODE_KIND.reset(token)
         try:
             transcript, elapsed = await request
@@ -266,12 +281,25 @@ class StreamingTranscriber:
 
     # --- speculation and the final transcript ---------------------------------------------------
 
-    def speculate(self) -> None:
-        """Silence began: start the final decode of everything pushed so far, in a task."""
-        if self._spec is not None or self._samples == 0:
-            return
-        self._drop_partial()
-        self._spec = asyncio.create_task(self._final_decode(self._audio()), name="stt-speculative")
+    def speculate(self) -> asyncio.Task[Transcript] | None:
+        """Silence began: start the final decode of everything pushed so far, in a task.
+
+        Returns that task (None when there is no audio); `cancel_speculation` may still cancel it
+        until `finish` hands it over.
+        """
+        if self._spec is None and self._samples:
+            self._drop_partial()
+            self._spec = asyncio.create_task(self._final_decode(self._audio()), name="stt-speculative")
+        return self._spec
+
+    def _drop_partial(self) -> None:
+        """A final decode is next: a partial request still in flight is stale, so it is cancelled.
+
+        A remote request is abandoned at once; a local decode already on the model thread still
+        finishes there, and the final queues behind it as it would have anyway.
+        """
+        if self._partial_req is not None and not self._partial_req.done():
+            self._partial_req.cancel()
 
     def cancel_speculation(self, *, count: bool = True) -> None:
         """The caller went on speaking: drop the speculative result.
@@ -290,40 +318,39 @@ class StreamingTranscriber:
             self._background.add(spec)
             spec.add_done_callback(self._forget)
 
-    def _drop_partial(self) -> None:
-        """A final decode is next: a partial request still in flight is stale, so it is cancelled.
-
-        A remote request is abandoned at once; a local decode already on the model thread still
-        finishes there, and the final queues behind it as it would have anyway.
-        """
-        if self._partial_req is not None and not self._partial_req.done():
-            self._partial_req.cancel()
-
     def _forget(self, task: asyncio.Task[Transcript]) -> None:
         self._background.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: an abandoned decode's failure matters to nobody
 
-    async def final(self) -> Transcript:
-        """The utterance's final transcript.
+    def finish(self) -> asyncio.Task[Transcript]:
+        """The utterance is over: a task for its final transcript, which now belongs to the caller.
 
-        When a speculation is pending (it covers all speech pushed so far; see the module doc),
-        its result is awaited and returned: a hit. Otherwise the utterance is decoded now: a miss.
-        Raises the engine's EngineError.
+        When a speculation is pending (it covers all speech pushed so far; see the module doc), that
+        is the task: a hit. Otherwise a decode of the audio pushed so far starts now: a miss. Either
+        way the transcriber lets go of it, so a later `reset`, `carry_on` or `cancel_speculation`
+        (the next turn) never cancels it. The task raises the engine's EngineError.
         """
         start = self._clock()
-        spec = self._spec
+        spec, self._spec = self._spec, None
         if spec is not None:
             self.stats.speculative_hits += 1
-            transcript = await spec
+            task = spec
+        elif self._samples == 0:
+            return asyncio.create_task(self._nothing(), name="stt-final")
         else:
-            if self._samples == 0:
-                return Transcript(text="", language=self.language)
             self.stats.speculative_misses += 1
             self._drop_partial()
-            transcript = await self._final_decode(self._audio())
-        self.stats.final_wait_s.append(self._clock() - start)
-        return transcript
+            task = asyncio.create_task(self._final_decode(self._audio()), name="stt-final")
+        task.add_done_callback(lambda _: self.stats.final_wait_s.append(self._clock() - start))
+        return task
+
+    async def final(self) -> Transcript:
+        """`finish()`, awaited."""
+        return await self.finish()
+
+    async def _nothing(self) -> Transcript:
+        return Transcript(text="", language=self.language)
 
     async def aclose(self) -> None:
         """Cancel pending work (the call ended). Decodes already on the model thread still finish."""
@@ -334,9 +361,20 @@ class StreamingTranscriber:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _final_decode(self, audio: PCM) -> Transcript:
-        transcript, elapsed = await self._decode(audio)
+        """Decode in windows of at most `DECODE_WINDOW_S`, each taking its own turn on the engine
+        (other calls' decodes go in between), and join their texts."""
+        pieces = windows(audio, self._rate)
+        results: list[Transcript] = []
+        elapsed = 0.0
+        for piece in pieces:
+            transcript, took = await self._decode(piece, Priority.FINAL)
+            results.append(transcript)
+            elapsed += took
         self.stats.final_decode_s.append(elapsed)
-        return transcript
+        if len(results) == 1:
+            return results[0]
+        text = " ".join(t.text.strip() for t in results if t.text.strip())
+        return Transcript(text=text, language=results[0].language)
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -345,12 +383,31 @@ class StreamingTranscriber:
             self._chunks = [np.concatenate(self._chunks)]
         return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
 
-    async def _decode(self, audio: PCM) -> tuple[Transcript, float]:
+    async def _decode(self, audio: PCM, priority: Priority) -> tuple[Transcript, float]:
         async with self._lock:
-            self._running = asyncio.current_task()  # type: ignore[assignment]
-            try:
-                t0 = self._clock()
-                transcript = await self.stt.transcribe(audio, language=self.language, prompt=self.prompt)
-                return transcript, self._clock() - t0
-            finally:
-                self._running = None
+            t0 = self._clock()
+            async with DecodeScheduler.of(self.stt).turn(priority):
+                self._running = asyncio.current_task()  # type: ignore[assignment]
+                try:
+                    transcript = await self.stt.transcribe(audio, language=self.language, prompt=self.prompt)
+                finally:
+                    self._running = None
+            return transcript, self._clock() - t0
+
+
+def windows(audio: PCM, rate: int, window_s: float = DECODE_WINDOW_S) -> list[PCM]:
+    """`audio` cut into pieces of at most `window_s`, each cut at the quietest 100 ms of the last
+    `CUT_SEARCH_S` before the limit (between words, where possible)."""
+    limit, search, block = int(window_s * rate), int(CUT_SEARCH_S * rate), rate // 10
+    pieces: list[PCM] = []
+    start = 0
+    while len(audio) - start > limit:
+        lo = start + limit - search
+        region = audio[lo : start + limit].astype(np.float32)
+        n = len(region) // block
+        energy = np.mean(np.square(region[: n * block].reshape(n, block)), axis=1)
+        cut = lo + int(np.argmin(energy)) * block + block // 2
+        pieces.append(audio[start:cut])
+        start = cut
+    pieces.append(audio[start:])
+    return pieces

@@ -81,3 +81,7 @@ class Timeline:
                     parts.append(cut.strip())
             break
         return " ".join(parts)
+
+    def release(self) -> None:
+        """Let go of the audio once it is all sent (or never will be); lengths and text stay."""
+        self.chunks = []

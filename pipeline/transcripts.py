@@ -61,18 +61,45 @@ class Transcripts:
     def speculate(self, item: Item) -> None:
         """The caller paused: start the turn's final decode now, on the audio so far."""
         if item.transcript_task is None:
-            self.core.stt.speculate()
-            item.transcript_task = self.core.spawn(self.core.stt.final())
+            item.transcript_task = self.core.stt.speculate()
+
+    def pin(self, item: Item) -> None:
+        """The turn is over: its decode (the speculation, or one of its audio started now) becomes
+        the item's own, so the next turn's reset cannot cancel it. Call before anything else
+        touches the transcriber."""
+        task = item.transcript_task
+        if task is None or task is self.core.stt.speculation:
+            item.transcript_task = self.core.stt.finish()
 
     async def text_of(self, item: Item) -> tuple[str, str | None]:
-        """The turn's transcript (one decode per turn, usually the speculation's) and any failure."""
+        """The turn's transcript and any failure, within `transcript_timeout_s`.
+
+        Never waits longer and never leaves the item unsettled: an engine error, a decode that was
+        discarded, or one that takes too long are failures (the decode runs on, unheeded).
+        """
         if item.transcript_task is None:
-            item.transcript_task = self.core.spawn(self.core.stt.final())
+            self.pin(item)
+        task = item.transcript_task
+        assert task is not None
         try:
-            transcript = await asyncio.shield(item.transcript_task)
+            async with asyncio.timeout(self.core.config.transcript_timeout_s):
+                transcript = await asyncio.shield(task)
         except EngineError as e:
             log.warning("transcription failed: %s", e)
             return "", str(e)
+        except TimeoutError:
+            log.warning(
+                "transcription of %s took over %.0f s", item.id, self.core.config.transcript_timeout_s
+            )
+            return "", "Transcription timed out."
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.cancelled() or (current is not None and current.cancelling()):
+                raise  # we are being cancelled, not the decode
+            return "", "Transcription was discarded."
+        except Exception as e:  # an engine's own bug is still a failed transcript: the call goes on
+            log.exception("transcription of %s failed", item.id)
+            return "", f"{type(e).__name__}: {e}"
         return transcript.text.strip(), None
 
     async def final_text(self, item: Item) -> str:
@@ -88,6 +115,7 @@ class Transcripts:
     def settle(self, item: Item) -> None:
         """The turn is committed: make sure its transcript is found and announced, even if no
         reply waits for it."""
+        self.pin(item)
         self.core.spawn(self.final_text(item))
 
     def announce(self, item: Item) -> None:

@@ -74,6 +74,12 @@ class CallConfig:
     #: Partial transcripts only for utterances longer than this: on CPU a decode takes about a
     #: second, and one running when the caller stops delays the final transcript behind it.
     partial_after_s: float = 2.5
+    #: No reply waits longer than this for a transcript: a decode that has not come back by then
+    #: settles its turn as failed (the call goes on), so one lost transcript cannot stall the call.
+    transcript_timeout_s: float = 30.0
+    #: Caller audio held uncommitted (turn detection off), and the longest turn (on): past it the
+    #: excess is dropped with an `input_audio_buffer_full` error / the turn is committed there.
+    max_input_audio_s: float = 120.0
     #: Words of emergency in the caller's turn get `pipeline.emergency.reply` with this number
     #: instead of the model's answer ("" turns the check off).
     emergency_number: str = ""

@@ -82,15 +82,31 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        **uvicorn_options(settings),
-    )
-    DrainingServer(config, app).run()
+    supervisor = None
+    if settings.redis_url and settings.jobs_workers > 0:
+        # One command serves everything: the job workers and the scheduler run beside us.
+        from server.jobs.runner import Supervisor
+        from storage import db
+
+        if settings.migrate_on_start:
+            # Before the children start, so that no two processes migrate the database at once.
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            db.migrate(settings.resolved_database_url)
+        supervisor = Supervisor(["worker"] * settings.jobs_workers + ["scheduler"])
+        supervisor.start()
+    try:
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            **uvicorn_options(settings),
+        )
+        DrainingServer(config, app).run()
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
 
 
 if __name__ == "__main__":

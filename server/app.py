@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from server import UpstreamError, companion, generation, realtime
+from server import UpstreamError, companion, generation, jobs, realtime
 from server.middleware import MaxBodySizeMiddleware
 from server.ratelimit import RateLimiter
 from server.services import Services
@@ -39,38 +39,50 @@ async def drain(app: FastAPI) -> None:
     await realtime.drain(services)
 
 
+async def open_services(settings: Settings, stack: AsyncExitStack) -> Services:
+    """Database (migrated when `migrate_on_start`), Redis, media and HTTP client; closed by `stack`.
+
+    The server's lifespan and each job worker process build their services here.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    if settings.migrate_on_start:
+        await asyncio.to_thread(db.migrate, url)
+    engine = db.create_engine(url)
+    stack.push_async_callback(engine.dispose)
+    redis: Redis | None = None
+    if settings.redis_url:
+        redis = Redis.from_url(settings.redis_url)
+        stack.push_async_callback(redis.aclose)
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(timeout=settings.kakao_timeout_s, follow_redirects=False, trust_env=False)
+    )
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=db.session_factory(engine),
+        media=LocalMediaStore(settings.media_dir),
+        http=http,
+        rate_limiter=RateLimiter(settings.rate_limit_per_minute, redis),
+        redis=redis,
+    )
+    # Features that open clients lazily (the generation runner in a job worker) close them here.
+    services.stack = stack
+    return services
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            url = settings.resolved_database_url
-            if settings.migrate_on_start:
-                await asyncio.to_thread(db.migrate, url)
-            engine = db.create_engine(url)
-            stack.push_async_callback(engine.dispose)
-            redis: Redis | None = None
-            if settings.redis_url:
-                redis = Redis.from_url(settings.redis_url)
-                stack.push_async_callback(redis.aclose)
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=settings.kakao_timeout_s, follow_redirects=False, trust_env=False)
-            )
-            services = Services(
-                settings=settings,
-                engine=engine,
-                sessions=db.session_factory(engine),
-                media=LocalMediaStore(settings.media_dir),
-                http=http,
-                rate_limiter=RateLimiter(settings.rate_limit_per_minute, redis),
-                redis=redis,
-            )
+            services = await open_services(settings, stack)
             app.state.services = services
             # Features that own background work start here, in this order, and stop in reverse.
             await realtime.start(services, stack)
             await generation.start(services, stack)
+            await jobs.start(services, stack)
             await companion.start(services, stack)
             yield
 

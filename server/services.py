@@ -10,6 +10,7 @@ test, say).
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from pipeline.engines.registry import Engines
     from server.companion.alerts import AlertSender
     from server.companion.summary import SummaryQueue
-    from server.generation.worker import GenerationWorker
+    from server.generation.worker import GenerationRunner
+    from server.jobs import Jobs
+    from server.jobs.push import Pages
     from server.realtime.calls import CallRegistry
     from server.realtime.metrics import CallMetrics
 
@@ -52,8 +55,14 @@ class Services:
     #: The speech engines: loaded at start (`preload_engines`) or by the first call.
     engines: Engines | None = None
     engines_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: The image and video generation worker (server.generation).
-    generation: GenerationWorker | None = None
+    #: The image and video generation runner (server.generation; its work runs as jobs).
+    generation: GenerationRunner | None = None
+    #: The job sender: Dramatiq over Redis, or inline in this process without Redis (server.jobs).
+    jobs: Jobs | None = None
+    #: The voice-message pages open in this process, by user (server.jobs.push).
+    pages: Pages | None = None
+    #: Closes the app's resources; features that open clients lazily register them here.
+    stack: AsyncExitStack | None = None
     #: Emergency alerts to the caregiver, and summaries after calls (server.companion).
     alerts: AlertSender | None = None
     summaries: SummaryQueue | None = None

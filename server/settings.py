@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     realtime_speculative: bool = True
     # Reply audio the server lets the client buffer ahead of playback.
     realtime_audio_lead_ms: int = 300
+    # How long a call keeps retrying to store its turns while the database is unreachable (they
+    # wait in memory meanwhile); past it they are logged and dropped.
+    realtime_store_retry_s: float = 120.0
+    # No reply waits longer than this for a transcript: a decode not back by then fails its turn
+    # (transcription failed event), so one lost transcript cannot stall a call.
+    realtime_transcript_timeout_s: float = Field(default=30.0, gt=0)
+    # Caller audio one call may hold uncommitted (turn detection off), and the longest turn (on):
+    # past it the excess is refused with an `input_audio_buffer_full` error / the turn is committed.
+    realtime_max_input_audio_s: float = Field(default=120.0, gt=0, le=3600)
 
     # Engines
     stt_engine: str = "whisper"
@@ -119,6 +128,8 @@ class Settings(BaseSettings):
     stt_remote_max_partials: int = 4
     # Partials are skipped while recent finals took longer than this (the tier is queueing).
     stt_remote_partial_max_latency_s: float = 1.5
+    # Decodes this gateway's calls may have in flight at once on the remote tier (which batches them).
+    stt_remote_concurrency: int = Field(default=16, ge=1, le=256)
     tts_remote_url: str | None = None
     tts_remote_model: str = "silvertalk-tts"
     # `auto` on our tier picks the per-language voice; vLLM-Omni Qwen3-TTS: e.g. "vivian".
@@ -167,6 +178,7 @@ class Settings(BaseSettings):
     replicate_allow_loopback_outputs: bool = False
     generation_images_per_day: int = 20
     generation_videos_per_day: int = 3
+    # Predictions in flight at once, across every worker (counted in the database).
     generation_max_concurrent: int = 4
     generation_max_output_bytes: int = 100 * 1024 * 1024
     replicate_timeout_s: float = 30.0
@@ -177,6 +189,29 @@ class Settings(BaseSettings):
     generation_poll_max_interval_s: float = 30.0
     generation_timeout_s: float = 20 * 60
     generation_signed_url_ttl_s: int = 15 * 60
+
+    # Background jobs (server/jobs). With `redis_url` they go to Dramatiq worker processes; without
+    # it they run inline in the server process (the embedded set-up).
+    # Worker processes `python -m server` starts and restarts when `redis_url` is set (0: run
+    # `python -m server.jobs worker` yourself, as compose.yaml does).
+    jobs_workers: int = 1
+    # Jobs one worker process runs at once (Dramatiq worker threads sharing one event loop).
+    jobs_worker_threads: int = 4
+    # A worker silent this long is dead: the jobs it held are delivered again.
+    jobs_redelivery_s: float = 30.0
+    # How often the scheduler runs the sweeps (late webhooks, stuck jobs, queued work).
+    jobs_sweep_interval_s: float = 5.0
+
+    # Voice messages (POST /v1/chat/messages)
+    chat_max_audio_bytes: int = 10 * 1024 * 1024
+    chat_max_audio_s: float = 120.0
+    chat_max_text_chars: int = 2000
+    # Turns of earlier calls and messages the companion is given with a new message.
+    chat_history_turns: int = 20
+    # A job holds its message this long, renewed while it works; a dead worker's message is taken
+    # over by the sweep once it runs out.
+    chat_job_lease_s: float = 30.0
+    chat_max_attempts: int = 3
 
     # Companion: emergencies and the caregiver webhook
     # Said to the caller when they speak of an emergency ("call 119 now").

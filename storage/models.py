@@ -142,6 +142,8 @@ class Conversation(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
     language: str = Field(default="ko", max_length=8)
+    # "call" (a live call) or "messages" (the user's voice messages: one conversation per user).
+    kind: str = Field(default="call", max_length=16, sa_column_kwargs={"server_default": "call"})
     started_at: datetime = created_field()
     ended_at: datetime | None = ts_field(nullable=True, default=None)
     summary: str | None = Field(default=None, max_length=4000)
@@ -200,6 +202,13 @@ class Generation(SQLModel, table=True):
     result_media_key: str | None = Field(default=None, max_length=200)
     poster_media_key: str | None = Field(default=None, max_length=200)
     attempts: int = 0
+    # Set when a job claims a slot and is about to create the prediction: the exact input sent,
+    # so a job run again after a crash finds the prediction already made instead of making another.
+    started_at: datetime | None = ts_field(nullable=True, default=None)
+    prediction_input: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # When the sweep next asks Replicate (a webhook that never came); `checks` drives the backoff.
+    next_check_at: datetime | None = ts_field(nullable=True, default=None, index=True)
+    checks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = created_field()
     updated_at: datetime = created_field()
     completed_at: datetime | None = ts_field(nullable=True, default=None)
@@ -210,3 +219,37 @@ class WebhookDelivery(SQLModel, table=True):
 
     webhook_id: str = Field(primary_key=True, max_length=128)
     received_at: datetime = created_field()
+
+
+# --- voice messages ------------------------------------------------------------------------------
+
+
+class ChatMessage(SQLModel, table=True):
+    """One voice (or typed) message and the companion's spoken answer.
+
+    status: queued -> transcribing -> thinking -> speaking -> done, or failed (with `error`).
+    A job holds the message while `lease_until` is in the future; `attempts` numbers the holds, and
+    only the current holder may write the result.
+    """
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    conversation_id: uuid.UUID | None = Field(
+        default=None, foreign_key="conversation.id", ondelete="SET NULL"
+    )
+    status: str = Field(default="queued", max_length=16, index=True)
+    language: str = Field(default="ko", max_length=8)
+    input_kind: str = Field(max_length=8)  # audio | text
+    # The upload decoded to 16 kHz mono WAV (the original is not kept).
+    input_media_key: str | None = Field(default=None, max_length=200)
+    input_duration_s: float | None = None
+    text: str | None = Field(default=None, max_length=20000)  # the typed text, or the transcript
+    reply_text: str | None = Field(default=None, max_length=20000)
+    reply_media_key: str | None = Field(default=None, max_length=200)
+    error: str | None = Field(default=None, max_length=2000)
+    timings: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    lease_until: datetime | None = ts_field(nullable=True, default=None)
+    created_at: datetime = created_field()
+    updated_at: datetime = created_field()
+    completed_at: datetime | None = ts_field(nullable=True, default=None)

@@ -5,6 +5,7 @@
 
 import { Call, CallError } from "./call.js";
 import { loadRecords } from "./records.js";
+import { VoiceMessages } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "silvertalk.token";
@@ -57,6 +58,7 @@ async function useToken(token) {
 
 function logout(text) {
   if (app.call) app.call.hangup();
+  voiceMessages.closeUpdates();
   app.token = null;
   sessionStorage.removeItem(TOKEN_KEY);
   $("who").hidden = true;
@@ -64,6 +66,7 @@ function logout(text) {
   $("tabs").hidden = true;
   $("call-panel").hidden = true;
   $("records-panel").hidden = true;
+  $("messages-panel").hidden = true;
   message(text || null, "info");
 }
 
@@ -100,15 +103,20 @@ $("logout").addEventListener("click", () => logout());
 
 // --- tabs ------------------------------------------------------------------------------------
 
+const voiceMessages = new VoiceMessages(api, message, () => $("language").value);
+app.messages = voiceMessages;
+
 function showTab(name) {
-  for (const tab of ["call", "records"]) {
+  for (const tab of ["call", "messages", "records"]) {
     $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
     $(`${tab}-panel`).hidden = tab !== name;
   }
   if (name === "records") loadRecords(api, message);
+  if (name === "messages") voiceMessages.load();
 }
 $("tab-call").addEventListener("click", () => showTab("call"));
 $("tab-records").addEventListener("click", () => showTab("records"));
+$("tab-messages").addEventListener("click", () => showTab("messages"));
 $("records-refresh").addEventListener("click", () => loadRecords(api, message));
 
 // --- the call --------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ _BAD_FINISH = {
 def _http_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(timeouts, transport failures) of the HTTP clients google-genai may use: httpx, its fork
     httpx2 (google-genai 3.x prefers it), or aiohttp (used for async calls whenever it is
-    installed, which another package may do), whichever raises."""
+    installed, which another package may do; a connection lost mid-stream raises its
+    ClientPayloadError), whichever raises."""
     timeouts: list[type[BaseException]] = [TimeoutError]
     transports: list[type[BaseException]] = []
     for name in ("httpx", "httpx2"):
@@ -162,8 +163,9 @@ class GeminiLLM:
         """Yield TextDelta per chunk of text and ToolCall per functionCall part, as they arrive,
         then the `Usage` of the call (from usageMetadata) when Gemini sent it.
 
-        Raises RetryableEngineError (429, 5xx, timeout, connection lost, safety and other early
-        stops) or FatalEngineError (400/401/403/404: key, model or request wrong).
+        Raises RetryableEngineError (429, 5xx, timeout, connection lost, a stream that ends with no
+        finish reason, safety and other early stops) or FatalEngineError (400/401/403/404: key,
+        model or request wrong).
         """
         from google.genai import errors
 
@@ -171,11 +173,16 @@ class GeminiLLM:
             response = await self._client.aio.models.generate_content_stream(
                 model=self.model, contents=self._contents(history), config=self._config(context)
             )
-            usage = None
+            usage, finished = None, False
             async for chunk in response:
                 for out in self._outputs(chunk):
                     yield out
                 usage = getattr(chunk, "usage_metadata", None) or usage
+                finished = finished or any(c.finish_reason for c in chunk.candidates or ())
+            if not finished:
+                # Every real answer ends with a finish reason; a stream that just stops was cut off
+                # (a proxy, an overloaded backend) and its last words are half a sentence.
+                raise RetryableEngineError("Gemini's stream ended before the answer was finished")
             if usage is not None:  # the counts so far ride on each chunk; the last one's are the total
                 yield Usage(usage.prompt_token_count or 0, usage.candidates_token_count or 0)
         except errors.APIError as e:

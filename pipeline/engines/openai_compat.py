@@ -101,8 +101,8 @@ class OpenAICompatLLM:
     async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
         """Yield TextDelta per content delta and ToolCall per completed tool call.
 
-        Raises RetryableEngineError (408/429/5xx, timeout, connection, error mid-stream, content
-        filter, malformed tool arguments) or FatalEngineError (other 4xx).
+        Raises RetryableEngineError (408/429/5xx, timeout, connection, error mid-stream, a stream
+        cut off with no finish, content filter, malformed tool arguments) or FatalEngineError (other 4xx).
         """
         try:
             async with self._client.stream("POST", self.url, json=self._body(history, context)) as response:
@@ -110,14 +110,21 @@ class OpenAICompatLLM:
                     await response.aread()
                     raise _status_error(response.status_code, response.text)
                 pending: dict[int, dict[str, Any]] = {}
+                finished = False
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        finished = True
                         break
-                    for out in _outputs(json.loads(data), pending):
+                    chunk = json.loads(data)
+                    for out in _outputs(chunk, pending):
                         yield out
+                    finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or ())
+                if not finished:
+                    # A stream that just stops (no finish_reason, no [DONE]) was cut off mid-answer.
+                    raise RetryableEngineError("chat completions stream ended before the answer was finished")
                 for out in _finish_calls(pending):
                     yield out
         except httpx.TimeoutException as e:

@@ -93,8 +93,12 @@ class RemoteSTT:
         partial_timeout_s: float = 2.0,
         max_partials: int = 4,
         partial_max_latency_s: float = 1.5,
+        concurrency: int = 16,
     ) -> None:
         self.model = model
+        #: Decodes the calls of this process may have in flight at once (`pipeline.scheduler`): the
+        #: tier batches concurrent requests, so serialising them here would undo the batching.
+        self.concurrency = concurrency
         self.max_partials = max_partials
         self.partial_max_latency_s = partial_max_latency_s
         self._finals = _client(base_url, api_key, timeout_s, None)
@@ -264,6 +268,7 @@ def load_stt(settings: Any) -> RemoteSTT:
         partial_timeout_s=settings.stt_remote_partial_timeout_s,
         max_partials=settings.stt_remote_max_partials,
         partial_max_latency_s=settings.stt_remote_partial_max_latency_s,
+        concurrency=settings.stt_remote_concurrency,
     )
 
 

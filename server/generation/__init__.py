@@ -1,9 +1,9 @@
 """AI pictures and videos from memories, through Replicate.
 
-The flow: the generations router validates a request and stores a `queued` Generation row; the
-worker (one per app) creates the Replicate prediction under a global concurrency cap, follows it by
-webhook and by a polling safety net, downloads the output with our own SSRF-safe fetcher, and
-stores it (an image as a new gallery photo linked to the memory; a video as an MP4 plus poster).
+The flow: the generations router validates a request, stores a `queued` Generation row and sends a
+job; job workers (`server.jobs`) create the Replicate prediction under a global concurrency cap,
+follow it by webhook and by the periodic sweep, download the output with our own SSRF-safe
+fetcher, and store it (an image as a new gallery photo linked to the memory; a video as an MP4 plus poster).
 
 Exceptions::
 
@@ -44,14 +44,12 @@ class OutputRefused(GenerationError):
 
 
 async def start(services: Services, stack: AsyncExitStack) -> None:
-    """Build the Replicate client, the fetcher and the worker; resume unfinished generations.
+    """Check the settings and publish the runner as `services.generation`.
 
-    The worker is published as `services.generation`; it stops (tasks cancelled, rows left
-    as they are, to be resumed by the next start) when the stack unwinds.
+    The work itself runs as jobs (`server.jobs`): the router sends "generation.start", the webhook
+    "generation.check", and the sweeps follow what is left; nothing is held in this process.
     """
-    from server.generation.fetcher import OutputFetcher
-    from server.generation.replicate import ReplicateClient
-    from server.generation.worker import GenerationWorker
+    from server.generation.worker import runner
 
     settings = services.settings
     if settings.replicate_allow_loopback_outputs and settings.environment == "production":
@@ -64,18 +62,6 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
             secret_key(settings.replicate_webhook_secret)
         except ValueError as e:
             raise ValueError(f"SILVERTALK_REPLICATE_WEBHOOK_SECRET: {e}") from None
-    client = ReplicateClient(
-        base_url=settings.replicate_base_url,
-        token=settings.replicate_api_token,
-        timeout_s=settings.replicate_timeout_s,
-    )
-    stack.push_async_callback(client.aclose)
-    fetcher = OutputFetcher(settings)
-    stack.push_async_callback(fetcher.aclose)
-    worker = GenerationWorker(services, client, fetcher)
-    services.generation = worker
-    stack.push_async_callback(worker.stop)
-    if client.configured:
-        await worker.resume()
-    else:
+    runner(services)
+    if not settings.replicate_api_token:
         log.info("generation: no SILVERTALK_REPLICATE_API_TOKEN, pictures and videos are off")

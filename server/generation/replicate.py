@@ -1,4 +1,4 @@
-"""A small Replicate HTTP API client: create a prediction, get it, cancel it.
+"""A small Replicate HTTP API client: create a prediction, get it, cancel it, find one already made.
 
 Only the API host ever sees the token: output files are fetched by `fetcher.py` with a separate
 client that carries no credentials. Errors come back as `ReplicateError` with plain words built
@@ -8,7 +8,9 @@ from the RFC 7807 body, and `retryable` set for 429, 5xx and network failures.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -68,7 +70,7 @@ class ReplicateClient:
         headers = {"Prefer": f"wait={max(1, min(60, wait_s))}"} if wait_s > 0 else {}
         # The API may hold the request for the whole wait: give the read that much more time.
         timeout = httpx.Timeout((self._http.timeout.read or 30.0) + wait_s) if wait_s else None
-        extra = {"timeout": timeout} if timeout else {}
+        extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
         return await self._request(
             "POST", f"/v1/models/{owner}/{name}/predictions", json=body, headers=headers, **extra
         )
@@ -77,11 +79,31 @@ class ReplicateClient:
         """The prediction as it is now. Raises ReplicateError."""
         return await self._request("GET", f"/v1/predictions/{prediction_id}")
 
+    async def find(
+        self, model: str, input: dict[str, Any], *, created_after: datetime, max_pages: int = 5
+    ) -> dict[str, Any] | None:
+        """The newest prediction of `model` with exactly `input`, created after `created_after`.
+
+        Walks `GET /v1/predictions?created_after=...` (newest first, `next` cursor pages). This is
+        how a job run again after a crash finds the prediction its first run made but never saved.
+        Raises ReplicateError.
+        """
+        url: str | None = "/v1/predictions?" + urlencode({"created_after": created_after.isoformat()})
+        for _ in range(max_pages):
+            if url is None:
+                return None
+            page = await self._request("GET", url, page=True)
+            for p in page.get("results") or []:
+                if isinstance(p, dict) and p.get("model") == model and p.get("input") == input:
+                    return p
+            url = _same_host_path(page.get("next"), self._http.base_url)
+        return None
+
     async def cancel(self, prediction_id: str) -> dict[str, Any]:
         """Ask Replicate to stop a prediction; returns it (usually `canceled`). Raises ReplicateError."""
         return await self._request("POST", f"/v1/predictions/{prediction_id}/cancel")
 
-    async def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    async def _request(self, method: str, path: str, *, page: bool = False, **kw: Any) -> dict[str, Any]:
         if not self.token:
             raise ReplicateError("Pictures and videos are not set up (no Replicate API token)", status=503)
         try:
@@ -98,7 +120,9 @@ class ReplicateClient:
             data = r.json()
         except ValueError as e:
             raise ReplicateError("Replicate sent an answer we could not read", retryable=True) from e
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        if page and not (isinstance(data, dict) and isinstance(data.get("results"), list)):
+            raise ReplicateError("Replicate sent a list we could not read", retryable=True)
+        if not page and (not isinstance(data, dict) or not isinstance(data.get("id"), str)):
             raise ReplicateError("Replicate sent an answer without a prediction", retryable=True)
         return data
 
@@ -118,6 +142,16 @@ def _error(r: httpx.Response) -> ReplicateError:
     message = f"{words}: {detail}" if detail else words
     retryable = r.status_code == 429 or r.status_code >= 500
     return ReplicateError(message[:1000], status=r.status_code, retryable=retryable)
+
+
+def _same_host_path(url: Any, base: httpx.URL) -> str | None:
+    """A `next` page URL as a path on our API host (never follow a cursor to another host)."""
+    if not isinstance(url, str) or not url:
+        return None
+    u = httpx.URL(url)
+    if u.host and (u.host != base.host or u.port != base.port):
+        return None
+    return u.raw_path.decode()
 
 
 def progress_from_logs(logs: str | None) -> float | None:

@@ -153,5 +153,5 @@ async def start_generation(
     )
     session.add(gen)
     await session.commit()
-    worker.submit(gen.id)
+    await worker.send_start(gen.id)
     return gen

@@ -2,9 +2,9 @@
 
 Verification follows Replicate's Standard Webhooks scheme (`server.standard_webhooks`, keyed with
 `replicate_webhook_secret`): signature and a fresh timestamp are checked, and each `webhook-id` is
-handled once (a WebhookDelivery row), because Replicate repeats deliveries. The body only wakes
-the worker: the worker still checks the generation's state, so a valid but late or odd delivery
-cannot move a finished generation.
+handled once (a WebhookDelivery row), because Replicate repeats deliveries. The body only queues a
+check: the job still checks the generation's state, so a valid but late or odd delivery cannot
+move a finished generation.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ log = logging.getLogger("silvertalk.generation")
 
 @router.post("/replicate", status_code=status.HTTP_200_OK)
 async def replicate_webhook(request: Request, services: ServicesDep, session: SessionDep) -> dict[str, str]:
-    """Verify, de-duplicate, and hand the prediction to the worker."""
+    """Verify, de-duplicate, and queue a check of the generation with this prediction."""
     secret = services.settings.replicate_webhook_secret
     if not secret:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Webhooks are not configured on this server")
@@ -56,5 +56,5 @@ async def replicate_webhook(request: Request, services: ServicesDep, session: Se
     worker = services.generation
     if generation_id is None or worker is None:
         return {"status": "ignored"}
-    worker.deliver(generation_id, prediction)
+    await worker.deliver(generation_id, prediction)
     return {"status": "accepted"}

@@ -143,7 +143,7 @@ class Call:
             p.CreateResponse: self._create_response,
             p.CancelResponse: self._cancel_response,
         }
-        self.store = CallStore(services.sessions, user.id)
+        self.store = CallStore(services.sessions, user.id, retry_for_s=self.settings.realtime_store_retry_s)
         self._send_lock = asyncio.Lock()
         self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float | str]] | None] = asyncio.Queue()
         self.conv: Conversation | None = None
@@ -213,16 +213,18 @@ class Call:
                 while not self.conv.out.empty():  # e.g. the reply cancelled by the hang-up
                     self._keep(self.conv.out.get_nowait())
             self._persist.put_nowait(None)
+            # The call is over for the caller and the limits; what it said may still be on its way
+            # to a database that is briefly away (the store retries for `realtime_store_retry_s`).
+            await self.registry.close(entry)
+            self.metrics.calls_open.dec()
             if saver is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(saver, 10)
+                    await asyncio.wait_for(saver, self.settings.realtime_store_retry_s + 30)
             with contextlib.suppress(Exception):
                 await self.store.end()
             if self.companion is not None and engines is not None:
                 # New memories and a summary, in the background: the hang-up does not wait for them.
                 self.companion.after_call(engines.llm)
-            await self.registry.close(entry)
-            self.metrics.calls_open.dec()
 
     def _context(self, facts: dict[str, Any]) -> ChatContext:
         name = self.user.display_name or ""
@@ -248,6 +250,8 @@ class Call:
             speed=session.speed or self.user.speech_rate or 1.0,
             speculative=s.realtime_speculative,
             lead_ms=float(s.realtime_audio_lead_ms),
+            transcript_timeout_s=s.realtime_transcript_timeout_s,
+            max_input_audio_s=s.realtime_max_input_audio_s,
             emergency_number=s.emergency_number,
         )
         c.apology = prompts.apology(c.language)

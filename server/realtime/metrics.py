@@ -1,9 +1,15 @@
 """Prometheus metrics of live calls, and `GET /metrics` in the text exposition format.
 
-Each app gets its own `CollectorRegistry` (tests build many apps in one process).
+Each app gets its own `CollectorRegistry` (tests build many apps in one process). Besides the call
+metrics, `silvertalk_asyncio_tasks` and `silvertalk_threads` are read at each scrape, so a leak of
+tasks or threads over many calls shows (the soak benchmark watches them).
 """
 
 from __future__ import annotations
+
+import asyncio
+import math
+import threading
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -47,6 +53,16 @@ class CallMetrics:
         self.calls_total = Counter(
             "silvertalk_calls_total", "Realtime calls accepted", registry=self.registry
         )
+        self.tasks = Gauge(
+            "silvertalk_asyncio_tasks",
+            "asyncio tasks alive on the server's event loop",
+            registry=self.registry,
+        )
+        self.tasks.set_function(_tasks_alive)
+        self.threads = Gauge(
+            "silvertalk_threads", "Threads alive in the server process", registry=self.registry
+        )
+        self.threads.set_function(threading.active_count)
 
     def observe_response(self, status: str, timings: dict[str, float]) -> None:
         self.responses.labels(status).inc()
@@ -58,6 +74,14 @@ class CallMetrics:
                 self.stage_ms.labels(stage).observe(value)
         if (stop := timings.get("barge_in_stop_ms")) is not None:
             self.barge_in_stop_ms.observe(stop)
+
+
+def _tasks_alive() -> float:
+    """Tasks on the running loop (scrapes run on it); NaN when collected outside a loop."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return math.nan
 
 
 router = APIRouter(tags=["metrics"])

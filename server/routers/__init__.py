@@ -7,6 +7,7 @@ from server.realtime import gateway, metrics
 from server.routers import (
     alerts,
     auth,
+    chat,
     conversations,
     events,
     generations,
@@ -14,6 +15,7 @@ from server.routers import (
     home,
     memories,
     photos,
+    updates,
     users,
     web,
 )
@@ -29,6 +31,8 @@ ROUTERS: list[APIRouter] = [
     conversations.router,
     alerts.router,
     generations.router,
+    chat.router,
+    updates.router,
     webhooks.router,
     signing.router,
     gateway.router,

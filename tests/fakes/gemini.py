@@ -15,7 +15,11 @@ one per request, for failures and function calls::
     fake.script(Reply.error(429), Reply.call("get_weather", city="Seoul"), Reply.safety())
 
 Each reply streams its text in `chunks` pieces: the first after `ttft_s`, the next ones
-`chunk_delay_s` apart; the last chunk carries the finish reason and usage. Accepts
+`chunk_delay_s` apart; the last chunk carries the finish reason and usage. Failures a real
+upstream shows: `Reply.error(429)` (or 500, 503), `Reply.hanging()` (never answers: the client's
+timeout fires), `Reply.mid_stream_error()` (an error chunk), `Reply.cut_off()` (the stream ends
+mid-sentence with no finish reason), `Reply.dropped()` (the connection is lost mid-stream) and
+`Reply.stalled()` (the stream goes silent mid-sentence and stays open). Accepts
 `/v1/...` and `/v1beta/...`; checks `x-goog-api-key` (missing: 403, wrong: 400 API_KEY_INVALID).
 """
 
@@ -63,6 +67,13 @@ class Reply:
     error_after: int | None = None
     #: Never answer (the client's timeout must fire).
     hang: bool = False
+    #: End the stream cleanly after this many text chunks, with no finish reason (a proxy or the
+    #: upstream giving up mid-answer).
+    stop_after: int | None = None
+    #: With `stop_after`: drop the connection instead (no end of the chunked body).
+    abort: bool = False
+    #: With `stop_after`: keep the connection open and send nothing more (a stalled backend).
+    stall: bool = False
     ttft_s: float | None = None
 
     @classmethod
@@ -80,6 +91,18 @@ class Reply:
     @classmethod
     def mid_stream_error(cls, text: str = "Hello there, how are", status: int = 500) -> Reply:
         return cls(text=text, chunks=2, error_after=1, status=status)
+
+    @classmethod
+    def cut_off(cls, text: str = "Hello there, how are you feeling today, and did", after: int = 1) -> Reply:
+        return cls(text=text, chunks=3, stop_after=after)
+
+    @classmethod
+    def dropped(cls, text: str = "Hello there, how are you feeling today, and did", after: int = 1) -> Reply:
+        return cls(text=text, chunks=3, stop_after=after, abort=True)
+
+    @classmethod
+    def stalled(cls, text: str = "Hello there, how are you feeling today, and did", after: int = 1) -> Reply:
+        return cls(text=text, chunks=3, stop_after=after, stall=True)
 
     @classmethod
     def hanging(cls) -> Reply:
@@ -168,6 +191,11 @@ class ScriptedFake:
         with self._lock:
             self._queue.extend(r if isinstance(r, Reply) else Reply(text=r) for r in replies)
 
+    def clear_script(self) -> None:
+        """Forget the replies queued by `script` and not used yet."""
+        with self._lock:
+            self._queue.clear()
+
     def __enter__(self) -> Self:
         self._server.start()
         return self
@@ -246,6 +274,12 @@ class FakeGemini(ScriptedFake):
                 await asyncio.sleep(self.chunk_delay_s)
             if reply.error_after is not None and i == reply.error_after:
                 yield _sse(_error_body(reply.status if reply.status != 200 else 500))
+                return
+            if reply.stop_after is not None and i == reply.stop_after:
+                if reply.abort:
+                    raise ConnectionAbortedError("fake Gemini drops the connection mid-stream")
+                if reply.stall:
+                    await asyncio.to_thread(self._closing.wait, 120)
                 return
             last = i == len(pieces) - 1
             candidate: dict[str, Any] = {"content": {"role": "model", "parts": [part]}, "index": 0}

@@ -8,8 +8,9 @@ Real HTTP/SSE on 127.0.0.1:<free port>. Use::
 
 `fake.url` ends in `/v1`, as an Ollama base URL does. Replies are `tests.fakes.gemini.Reply`
 objects (same knobs: text in `chunks` pieces, `calls`, `status`, `error_after`, `hang`,
-`finish_reason`, with "SAFETY" sent as "content_filter"). Tool-call arguments are streamed in two
-fragments, as real servers do. `api_key=None` accepts any request (Ollama needs no key).
+`stop_after` with `abort` or `stall`, `finish_reason`, with "SAFETY" sent as "content_filter").
+Tool-call arguments are streamed in two fragments, as real servers do. `api_key=None` accepts any
+request (Ollama needs no key).
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ class FakeChat(ScriptedFake):
                 err = _error(reply.status if reply.status != 200 else 500, "fake failure mid-stream")
                 yield f"data: {json.dumps(err)}\n\n".encode()
                 return
+            if reply.stop_after is not None and i == reply.stop_after:
+                if reply.abort:
+                    raise ConnectionAbortedError("fake chat server drops the connection mid-stream")
+                if reply.stall:
+                    await asyncio.to_thread(self._closing.wait, 120)
+                return  # no finish_reason, no [DONE]
             yield chunk({"role": "assistant", "content": text} if i == 0 else {"content": text})
         for index, (name, args) in enumerate(reply.calls):
             arguments = json.dumps(args, ensure_ascii=False)

@@ -2,6 +2,8 @@
 
 It speaks the real wire format: `POST /v1/models/{owner}/{name}/predictions` (201 when finished
 within `Prefer: wait`, else 202), `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`,
+`GET /v1/predictions?created_after=&created_before=` (newest first, `{"previous","next","results"}`
+with absolute cursor URLs, `page_size` per page, 100 like Replicate's),
 RFC 7807 errors (401 bad token, 404 unknown model, 422 invalid input). Predictions advance with time
 (starting -> processing -> succeeded | failed) following a queued `Plan`; `completed` webhooks are
 delivered back with real Standard-Webhooks signatures. Output files are real: a WebP made by Pillow
@@ -25,7 +27,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
@@ -117,6 +119,9 @@ class FakeReplicate:
         self.file_requests: list[dict[str, str]] = []  # headers of each output download
         self.creates: list[dict[str, Any]] = []  # create bodies, as received
         self.file_delay_s = 0.0  # hold output downloads this long (time-cap tests)
+        # Hold the answer to a create this long after the prediction exists (a crash in between).
+        self.create_hold_s = 0.0
+        self.page_size = 100
         self.files = {"output.webp": (tiny_webp(), "image/webp"), "output.mp4": (tiny_mp4(), "video/mp4")}
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -184,6 +189,35 @@ class FakeReplicate:
                 "cancel": f"{self.url}/v1/predictions/{p.id}/cancel",
                 "web": f"https://replicate.com/p/{p.id}",
             },
+        }
+
+    def page(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """One page of the list, newest first, filtered like Replicate's `created_after/_before`."""
+        after = query.get("created_after", [None])[0]
+        before = query.get("created_before", [None])[0]
+        cursor = int(query.get("cursor", ["0"])[0] or 0)
+        found = sorted(self.predictions.values(), key=lambda p: p.created_at, reverse=True)
+        made = {p.id: datetime.fromisoformat(p.created_at) for p in found}
+        if after:
+            found = [p for p in found if made[p.id] > datetime.fromisoformat(after)]
+        if before:
+            found = [p for p in found if made[p.id] < datetime.fromisoformat(before)]
+        chunk = found[cursor : cursor + self.page_size]
+
+        def link(at: int) -> str:
+            q = {k: v[0] for k, v in query.items() if k != "cursor"} | {"cursor": str(at)}
+            return f"{self.url}/v1/predictions?{urlencode(q)}"
+
+        results = []
+        for p in chunk:
+            view = self.view(p)
+            view.pop("logs", None)  # the list leaves logs out
+            view["source"] = "api"
+            results.append(view)
+        return {
+            "previous": link(max(0, cursor - self.page_size)) if cursor else None,
+            "next": link(cursor + self.page_size) if cursor + self.page_size < len(found) else None,
+            "results": results,
         }
 
     # --- webhooks --------------------------------------------------------------------------------
@@ -317,6 +351,8 @@ def _handler(fake: FakeReplicate) -> type[BaseHTTPRequestHandler]:
                 return self._send(302, b"", "text/plain", {"Location": to})
             if not self._authorized():
                 return None
+            if segs == ["v1", "predictions"]:
+                return self._send(200, fake.page(parse_qs(parts.query)))
             if segs[:2] == ["v1", "predictions"] and len(segs) == 3 and segs[2] in fake.predictions:
                 return self._send(200, fake.view(fake.predictions[segs[2]]))
             return self._send(404, _problem(404, "Not found", "The requested resource could not be found"))
@@ -355,6 +391,7 @@ def _handler(fake: FakeReplicate) -> type[BaseHTTPRequestHandler]:
             if problem:
                 return self._send(422, _problem(422, "Input validation failed", problem))
             p = fake.create(model, body)
+            time.sleep(fake.create_hold_s)
             prefer = self.headers.get("Prefer", "")
             if prefer.startswith("wait"):
                 wait_s = float(prefer.partition("=")[2] or 60)
@@ -387,6 +424,7 @@ def live_app(
         "replicate_prefer_wait_s": 0,
         "generation_poll_interval_s": 0.2,
         "generation_poll_max_interval_s": 1.0,
+        "jobs_sweep_interval_s": 0.3,
     }
     values.update(overrides)
     settings = make_settings(tmp_path, db_url, **values)

@@ -58,17 +58,27 @@ def words(audio: PCM) -> str:
 
 
 class FakeSTT(SpeechToText):
-    """Whisper stand-in: "Hello hello." with one word per 0.3 s of loud audio, or what `text_fn` says."""
+    """Whisper stand-in: "Hello hello." with one word per 0.3 s of loud audio, or what `text_fn` says.
+
+    While `gate` is set and not yet open, every decode waits for it (a slow model); `error`, when
+    set, is raised instead of a transcript (a failing model).
+    """
 
     sample_rate = RATE
 
     def __init__(self) -> None:
         self.calls: list[float] = []
         self.text_fn: Callable[[PCM], str] = words
+        self.gate: asyncio.Event | None = None
+        self.error: Exception | None = None
 
     async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
         self.calls.append(len(audio) / RATE)
         await asyncio.sleep(0)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
         return Transcript(self.text_fn(audio), language)
 
 
@@ -93,17 +103,25 @@ class FakeLLM(LanguageModel):
 
 
 class FakeTTS(TextToSpeech):
-    """A 200 Hz tone, 40 ms per character, at 16 kHz (resampled by the core to the output rate)."""
+    """A 200 Hz tone, 40 ms per character, at 16 kHz (resampled by the core to the output rate).
+
+    `error`, when set, is raised after the first chunk of the next sentence (a voice that breaks).
+    """
 
     sample_rate = RATE
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.error: Exception | None = None
 
     async def synthesize(self, text: str, *, language: str, speed: float = 1.0) -> AsyncIterator[PCM]:
         self.spoken.append(text)
         n = int(len(text) * 0.04 * RATE)
-        yield (np.sin(np.arange(n) * 2 * np.pi * 200 / RATE) * 3000).astype(np.int16)
+        tone = (np.sin(np.arange(n) * 2 * np.pi * 200 / RATE) * 3000).astype(np.int16)
+        yield tone[: n // 2]
+        if self.error is not None:
+            raise self.error
+        yield tone[n // 2 :]
 
 
 class FakeTurnModel(EndOfTurnModel):

@@ -86,8 +86,10 @@ async def test_tool_call_fragments_are_joined(fake: FakeChat) -> None:
         (Reply.mid_stream_error(), RetryableEngineError),
         (Reply.safety("I"), RetryableEngineError),
         (Reply.error(400), FatalEngineError),
+        (Reply.cut_off(), RetryableEngineError),
+        (Reply.dropped(), RetryableEngineError),
     ],
-    ids=["429", "503", "mid-stream", "content-filter", "400"],
+    ids=["429", "503", "mid-stream", "content-filter", "400", "stops-mid-sentence", "connection-lost"],
 )
 async def test_failures_are_sorted(fake: FakeChat, reply: Reply, error: type[Exception]) -> None:
     """Each upstream failure surfaces as the right engine error class."""

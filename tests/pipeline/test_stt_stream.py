@@ -37,7 +37,7 @@ def second(n: float = 1.0) -> PCM:
 async def test_local_agreement_commits_what_two_decodes_agree_on() -> None:
     """Words agreed by two consecutive decodes are committed and stay, even if a later decode disagrees."""
     stt = ScriptedSTT(["the cat", "the cat sat", "the cat sat on", "a cat sat on the mat"])
-    st = StreamingTranscriber(stt, "en", partial_every_s=1.0, min_gap_s=0.0)
+    st = StreamingTranscriber(stt, "en", partial_every_s=1.0, min_gap_s=0.0, idle_ratio=0.0)
     partials: list[Partial] = []
     for _ in range(4):
         st.push(second())

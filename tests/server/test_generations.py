@@ -360,3 +360,33 @@ def test_resume_after_restart(tmp_path: Path, db_url: str, fake: FakeReplicate) 
             assert wait_for(client, headers, gid, {"succeeded", "failed"})["status"] == "succeeded"
     assert len(fake.predictions) == 2  # the first was followed, not created again
     assert all(c.get("webhook") is None for c in fake.creates)
+
+
+def test_running_generation_from_before_the_upgrade_is_followed(
+    tmp_path: Path, db_url: str, fake: FakeReplicate
+) -> None:
+    """A row left running by the old in-process worker (no next check planned) is finished by the sweep."""
+    from storage.models import Generation
+
+    fake.deliver_webhooks = False
+    prediction = fake.create("black-forest-labs/flux-schnell", {"input": {"prompt": "old"}})
+
+    async def insert(user_id: uuid.UUID) -> uuid.UUID:
+        engine = db.create_engine(db_url)
+        try:
+            async with db.session_factory(engine)() as s:
+                gen = Generation(
+                    user_id=user_id, kind="image", prompt="old", status="running", prediction_id=prediction.id
+                )
+                s.add(gen)
+                await s.commit()
+                return gen.id
+        finally:
+            await engine.dispose()
+
+    with live_app(tmp_path, db_url, fake, public=False) as (_live, client):
+        headers, user_id = login(client, "kim")
+        gid = asyncio.run(insert(user_id))
+        done = wait_for(client, headers, str(gid), {"succeeded", "failed"})
+        assert done["status"] == "succeeded", done
+    assert len(fake.creates) == 0

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from server.standard_webhooks import BadWebhook, sign, verify
+from storage import db
+from storage.models import WebhookDelivery, utcnow
 from tests.fakes.replicate import FakeReplicate, live_app, login, wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -89,3 +94,28 @@ def test_verify_accepts_any_matching_signature_of_several() -> None:
         verify(SECRET, headers, body, now=now + 301)
     with pytest.raises(BadWebhook, match="missing"):
         verify(SECRET, {"webhook-id": "msg_1"}, body)
+
+
+def test_sweep_forgets_webhook_ids_too_old_to_repeat(
+    tmp_path: Path, db_url: str, fake: FakeReplicate
+) -> None:
+    """Webhook ids older than an hour are deleted by the sweep; recent ones stay to refuse repeats."""
+
+    async def ids(add: bool) -> set[str]:
+        engine = db.create_engine(db_url)
+        try:
+            async with db.session_factory(engine)() as s:
+                if add:
+                    s.add(WebhookDelivery(webhook_id="msg_old", received_at=utcnow() - timedelta(hours=2)))
+                    s.add(WebhookDelivery(webhook_id="msg_new", received_at=utcnow() - timedelta(minutes=10)))
+                    await s.commit()
+                return set((await s.scalars(sa.select(WebhookDelivery.webhook_id))).all())
+        finally:
+            await engine.dispose()
+
+    with live_app(tmp_path, db_url, fake):
+        assert asyncio.run(ids(add=True)) >= {"msg_new"}
+        deadline = time.monotonic() + 10
+        while asyncio.run(ids(add=False)) != {"msg_new"}:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)

@@ -1,0 +1,87 @@
+"""Fair turns on one speech-to-text engine for every call that shares it.
+
+Whisper decodes one clip at a time on its own thread, and every call of the server shares it. Left
+to the thread's first-come queue, one caller's long decode (a five-minute commit) held everyone
+else's transcript behind it, and a partial transcript nobody waits for could delay a final one
+that a caller does wait for. So each decode first takes a turn here::
+
+    async with DecodeScheduler.of(stt).turn(Priority.FINAL):
+        transcript = await stt.transcribe(...)
+
+At most `concurrency` decodes run at once (an engine may say how many it serves at once with a
+`concurrency` attribute; one otherwise); a waiting final goes before any waiting partial, and
+otherwise first come, first served. Long audio is decoded in bounded windows, each taking its own
+turn (`pipeline.stt_stream`), so other calls' decodes interleave with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+
+class Priority(enum.IntEnum):
+    FINAL = 0  # a caller is waiting for it
+    PARTIAL = 1  # nice to have
+
+
+class DecodeScheduler:
+    """Turns for one engine. Use from one event loop."""
+
+    _by_engine: weakref.WeakKeyDictionary[Any, DecodeScheduler] = weakref.WeakKeyDictionary()
+
+    def __init__(self, concurrency: int = 1) -> None:
+        self.concurrency = max(1, concurrency)
+        self._running = 0
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._loop = asyncio.get_running_loop()
+
+    @classmethod
+    def of(cls, engine: Any) -> DecodeScheduler:
+        """The scheduler every call on `engine` shares (one per engine and event loop)."""
+        loop = asyncio.get_running_loop()
+        try:
+            scheduler = cls._by_engine.get(engine)
+        except TypeError:  # an engine that cannot be weakly referenced gets a private one
+            return cls(getattr(engine, "concurrency", 1))
+        if scheduler is None or scheduler._loop is not loop:
+            scheduler = cls._by_engine[engine] = cls(getattr(engine, "concurrency", 1))
+        return scheduler
+
+    @property
+    def waiting(self) -> int:
+        return sum(not f.done() for _, _, f in self._waiting)
+
+    @asynccontextmanager
+    async def turn(self, priority: Priority) -> AsyncIterator[None]:
+        """Wait for a turn on the engine, hold it for the body, pass it on."""
+        if self._running < self.concurrency and not self.waiting:
+            self._running += 1
+        else:
+            granted: asyncio.Future[None] = self._loop.create_future()
+            heapq.heappush(self._waiting, (int(priority), next(self._order), granted))
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._pass_on()  # the turn came just as we were cancelled: hand it on
+                raise
+        try:
+            yield
+        finally:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        while self._waiting:
+            _, _, granted = heapq.heappop(self._waiting)
+            if not granted.done():  # skip waiters cancelled meanwhile
+                granted.set_result(None)  # the turn goes straight to them
+                return
+        self._running -= 1

@@ -1,0 +1,46 @@
+"""`python -m server` with Redis supervises its job processes: started, restarted when killed, stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+
+from server.jobs.runner import Supervisor
+from tests.conftest import make_settings
+from tests.jobs.cluster import env_of, wait_until
+
+
+def test_supervisor_restarts_a_killed_worker_and_stops_all(
+    tmp_path: Path, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed with SIGKILL is started again; stop() leaves no process behind."""
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        redis_url=redis_url,
+        redis_prefix=f"test-{uuid.uuid4().hex[:8]}:",
+        preload_engines=False,
+    )
+    for key, value in env_of(settings).items():
+        if key.startswith("SILVERTALK_"):
+            monkeypatch.setenv(key, value)
+    supervisor = Supervisor(["worker", "scheduler"])
+    supervisor.start()
+    try:
+        procs = wait_until(
+            lambda: all(p is not None for p in supervisor.procs) and list(supervisor.procs), 20, "start"
+        )
+        first = procs[0]
+        first.send_signal(signal.SIGKILL)
+        wait_until(lambda: supervisor.procs[0] is not first and supervisor.procs[0], 30, "a new worker")
+        assert procs[1] is supervisor.procs[1] and procs[1].poll() is None  # the scheduler went on
+    finally:
+        supervisor.stop()
+    for proc in supervisor.procs:
+        assert proc is not None and proc.poll() is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(proc.pid, 0)
