@@ -1,7 +1,7 @@
 """companion: alerts, and full-text search over memories
 
 Revision ID: 0003_companion
-Revises: 0001
+Revises: 0002_jobs_chat
 
 - `alert`: words of emergency heard in a call and the caregiver webhook's delivery state.
 - Memory search ranked by relevance. PostgreSQL: a GIN index over a weighted `simple` tsvector
@@ -21,7 +21,7 @@ from alembic import op
 import storage.models
 
 revision: str = "0003_companion"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_jobs_chat"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
