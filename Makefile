@@ -23,7 +23,7 @@ $(MODEL): $(STAMP)
 models: $(MODEL)
 
 migrate: setup
-	$(PY) -m storage.migrate
+	$(PY) -m server.migrate
 
 run: setup migrate
 	$(PY) -m server

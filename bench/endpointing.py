@@ -23,7 +23,6 @@ Gemini at 300 ms to first token), as `bench v2v` does. Reported:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +32,7 @@ import numpy as np
 
 from bench import inputs, report
 from bench.inputs import RATE, Turn
-from bench.serve import ServerProcess
-from bench.v2v import REPLY, TurnResult, run_call, server_env
-from clients.realtime_client import login
+from bench.v2v import TurnResult, serve_calls
 from pipeline.audio import resample
 
 KOREAN = Path(__file__).resolve().parent / "korean_turns.json"
@@ -162,26 +159,10 @@ def wrong_cutoff(r: TurnResult) -> bool:
 
 def run(ttft_s: float = 0.3, quick: bool = False) -> dict[str, Any]:
     """Run the benchmark; prints the tables and writes `results/endpointing.json`."""
-    from tests.fakes.gemini import FakeGemini, Reply
-
     synthetic = utterances(quick)
     fixtures = [] if quick else inputs.fixture_turns()
     groups = {"synthetic": [u.turn for u in synthetic], "fixtures": fixtures}
-    results: dict[str, TurnResult] = {}
-    with (
-        FakeGemini(reply=Reply(text=REPLY, chunks=1), ttft_s=ttft_s) as fake,
-        ServerProcess("endpointing", server_env(fake.url, fake.api_key)) as server,
-    ):
-
-        async def drive() -> None:
-            token = await login(server.url, name="bench-endpointing")
-            for name, group in groups.items():
-                if group:
-                    print(f"call: {name} ({len(group)} utterances)", flush=True)
-                    for r in await run_call(server.url, token, group):
-                        results[r.name] = r
-
-        asyncio.run(drive())
+    results = {r.name: r for r in serve_calls("endpointing", groups, ttft_s)}
 
     by_pause: dict[str, list[bool]] = {}
     for u in synthetic:

@@ -165,6 +165,10 @@ def measure(name: str, shape: dict[str, int], seconds: float) -> dict[str, Any]:
     decoder = Decoder(shape)
     timings = {b: decoder.time_ms(b) for b in (1, 8, 16, 32, 64)}
     print(name, "decode ms by batch:", {b: round(t, 1) for b, t in timings.items()}, flush=True)
+    # Every batch size the streams may form gets its first-use cost (kernel choice per shape) now,
+    # not inside the count: the first run of this check had p95s of 2-3 s from that alone.
+    for b in range(1, 65):
+        decoder.decode(b)
     rows: list[dict[str, float]] = []
     for n in (1, 8, 16, 32, 64, 128, 256, 512):
         rows.append(asyncio.run(streams(decoder, n, seconds, 1.0)))

@@ -76,6 +76,9 @@ class ServerProcess:
             "SILVERTALK_LOG_LEVEL": "warning",
             "SILVERTALK_DEV_LOGIN": "true",
             "SILVERTALK_RATE_LIMIT_PER_MINUTE": "100000000",
+            # Every benchmark client comes from 127.0.0.1: no per-address limits.
+            "SILVERTALK_LOGIN_RATE_LIMIT_PER_MINUTE": "0",
+            "SILVERTALK_REALTIME_RATE_LIMIT_PER_MINUTE": "0",
             "SILVERTALK_STT_MODEL_DIR": str(ROOT / "models" / "whisper-base"),
             **env,
         }

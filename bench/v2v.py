@@ -307,12 +307,13 @@ def stage_rows(results: list[TurnResult]) -> list[list[Any]]:
     return report.stats_rows(metrics)
 
 
-def run(ttft_s: float = 0.3, turns: list[Turn] | None = None, tool: bool = False) -> dict[str, Any]:
-    """Run the benchmark; prints the table and writes `results/v2v.json`.
+def serve_calls(
+    name: str, groups: dict[str, list[Turn]], ttft_s: float, *, tool: bool = False
+) -> list[TurnResult]:
+    """A server (real Whisper and Piper, the fake Gemini at `ttft_s`) and one call per group, in turn.
 
-    With `tool` every turn's answer first calls the companion's `list_events` (one more LLM round
-    trip, plus the tool: a calendar query), and the results go to `results/v2v-tool.json`.
-    """
+    With `tool` every answer first calls the companion's `list_events` (one more LLM round trip,
+    plus the tool: a calendar query)."""
     from tests.fakes.gemini import FakeGemini, Reply
 
     def answer(body: dict[str, Any]) -> Reply:
@@ -321,23 +322,31 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None, tool: bool = False
             return Reply.call("list_events")
         return Reply(text=REPLY, chunks=1)
 
+    results: list[TurnResult] = []
+    with (
+        FakeGemini(reply=answer, ttft_s=ttft_s) as fake,
+        ServerProcess(name, server_env(fake.url, fake.api_key)) as server,
+    ):
+
+        async def drive() -> None:
+            token = await login(server.url, name=f"bench-{name}")
+            for call_name, group in groups.items():
+                if group:
+                    print(f"call: {call_name} ({len(group)} turns)", flush=True)
+                    results.extend(await run_call(server.url, token, group))
+
+        asyncio.run(drive())
+    return results
+
+
+def run(ttft_s: float = 0.3, turns: list[Turn] | None = None, tool: bool = False) -> dict[str, Any]:
+    """Run the benchmark; prints the table and writes `results/v2v.json` (`v2v-tool.json` with
+    `tool`: every answer calls one tool first)."""
     turns = turns or inputs.prepare()
     groups: dict[str, list[Turn]] = {}
     for t in turns:
         groups.setdefault(t.name.split("-")[0], []).append(t)
-    results: list[TurnResult] = []
-    with (
-        FakeGemini(reply=answer, ttft_s=ttft_s) as fake,
-        ServerProcess("v2v", server_env(fake.url, fake.api_key)) as server,
-    ):
-
-        async def drive() -> None:
-            token = await login(server.url, name="bench-v2v")
-            for name, group in groups.items():
-                print(f"call: {name} ({len(group)} turns)", flush=True)
-                results.extend(await run_call(server.url, token, group))
-
-        asyncio.run(drive())
+    results = serve_calls("v2v", groups, ttft_s, tool=tool)
     cut = [r.name for r in results if r.cut]
     rejoined = [r.name for r in results if r.heard_whole]
     missed = [r.name for r in results if r.v2v_ms is None]

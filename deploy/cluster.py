@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, cluster: Cluster) -> None:
     shared = {"SILVERTALK_DATABASE_URL": db_url, "SILVERTALK_REDIS_URL": redis_url(settings, cluster)}
     env = dict(os.environ) | shared
     print(f"[cluster] database {db_url.split('@')[-1]}; migrating", flush=True)
-    subprocess.run([sys.executable, "-m", "storage.migrate"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "server.migrate"], cwd=ROOT, env=env, check=True)
 
     if args.engines == "remote":
         tier = f"http://127.0.0.1:{args.inference_port}/v1"

@@ -64,9 +64,10 @@ class CallConfig:
     cough_ms: int = 300
     false_interruption_s: float = 1.5
     apology: str = ""
-    #: A caller who speaks again within `rejoin_within_ms` of a turn we ended, before hearing
-    #: `rejoin_unheard_ms` of our answer, was pausing, not done: the turns become one (Conversation).
-    rejoin_within_ms: int = 2500
+    #: A caller who speaks again within `rejoin_within_ms` of the end of their speech in a turn we
+    #: ended, before hearing `rejoin_unheard_ms` of our answer, was pausing, not done: the turns
+    #: become one (Floor). Measured from their last word, so it must exceed `max_silence_ms`.
+    rejoin_within_ms: int = 3500
     rejoin_unheard_ms: float = 500.0
     #: ... or while our answer is in its first `rejoin_began_ms` of playing, however much was sent:
     #: never talk into a pause.

@@ -33,6 +33,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_per_message_deflate": False,
         "ws_max_size": ws_max_size(settings),
         "timeout_graceful_shutdown": 10,
+        # The app decides whose X-Forwarded-For to believe (SILVERTALK_TRUSTED_PROXIES); uvicorn's
+        # default would believe any client connecting from 127.0.0.1.
+        "proxy_headers": False,
     }
 
 

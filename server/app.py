@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
 from server import UpstreamError, companion, generation, jobs, realtime
-from server.middleware import MaxBodySizeMiddleware
-from server.ratelimit import RateLimiter
+from server.middleware import (
+    MaxBodySizeMiddleware,
+    MetricsGuardMiddleware,
+    SecurityHeadersMiddleware,
+    UnicodeJsonMiddleware,
+)
+from server.ratelimit import AddressRateLimitMiddleware, RateLimiter
 from server.services import Services
 from server.settings import Settings
 from storage import db
@@ -63,7 +73,9 @@ async def open_services(settings: Settings, stack: AsyncExitStack) -> Services:
         sessions=db.session_factory(engine),
         media=LocalMediaStore(settings.media_dir),
         http=http,
-        rate_limiter=RateLimiter(settings.rate_limit_per_minute, redis),
+        rate_limiter=RateLimiter(
+            settings.rate_limit_per_minute, redis, f"{settings.redis_prefix}ratelimit:user:"
+        ),
         redis=redis,
     )
     # Features that open clients lazily (the generation runner in a job worker) close them here.
@@ -87,13 +99,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="Silvertalk", version="0.1.0", lifespan=lifespan)
+    # Added innermost first: the last one added sees the request first.
+    app.add_middleware(UnicodeJsonMiddleware)
     app.add_middleware(MaxBodySizeMiddleware, max_bytes=settings.max_upload_bytes + 64 * 1024)
+    app.add_middleware(
+        AddressRateLimitMiddleware,
+        login_per_minute=settings.login_rate_limit_per_minute,
+        realtime_per_minute=settings.realtime_rate_limit_per_minute,
+        trusted_proxies=settings.trusted_proxies,
+        prefix=f"{settings.redis_prefix}ratelimit:address:",
+    )
+    app.add_middleware(
+        MetricsGuardMiddleware,
+        token=settings.metrics_token,
+        open_without_token=settings.environment != "production",
+    )
+    app.add_middleware(
+        SecurityHeadersMiddleware, hsts=(settings.public_base_url or "").lower().startswith("https://")
+    )
+    # Outermost: a preflight is answered before anything else looks at it, and refusals made by
+    # the middleware above still carry the CORS headers a browser needs to read them.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Retry-After"],
+        max_age=600,
+    )
 
     @app.exception_handler(UpstreamError)
     async def _upstream(_request: Any, exc: UpstreamError) -> Any:
-        from fastapi.responses import JSONResponse
-
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Any, exc: RequestValidationError) -> Any:
+        # FastAPI's own handler echoes the input in UTF-8, which fails (500) on text that is no
+        # Unicode (a lone surrogate from a query or form); ASCII JSON escapes any input.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True).encode()
+        return Response(body, status_code=422, media_type="application/json")
 
     from server.routers import ROUTERS
 

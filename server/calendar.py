@@ -1,20 +1,28 @@
 """The user's calendar as occurrences: events overlapping a time range, recurring ones expanded.
 
-Shared by the events API, the home screen, a call's facts and the companion's `list_events` tool.
+Shared by the events API, the home screen, a call's facts and reminders, and the companion's
+`list_events` tool. Expansion is CPU work: it runs in `RULE_SLOTS` bounded thread slots (shared
+with rule checks) within `EXPAND_BUDGET_S` per request, and says when it was cut.
 """
 
 from __future__ import annotations
 
-import asyncio
+import time
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from server import recurrence
+from server import cpu, recurrence
 from server.schemas.events import OccurrencePublic
 from storage.models import Event, User
+
+# Rule work runs in at most this many threads at once per process, and one request expands for at
+# most this long before it answers with what it has (`truncated`): a user with thousands of rules
+# slows only their own answer.
+RULE_SLOTS = 2
+EXPAND_BUDGET_S = 1.0
 
 
 async def occurrences_between(
@@ -32,9 +40,12 @@ async def occurrences_between(
     )
     events = (await session.execute(stmt)).scalars().all()
 
-    def expand_all() -> list[OccurrencePublic]:
+    def expand_all() -> tuple[list[OccurrencePublic], bool]:
         found: list[OccurrencePublic] = []
+        deadline = time.monotonic() + EXPAND_BUDGET_S
         for event in events:
+            if time.monotonic() > deadline:
+                return found, True
             zone = recurrence.event_zone(event.tz_offset_minutes, user.time_zone, event.starts_at)
             for occ in recurrence.expand(
                 event.rrule,
@@ -57,8 +68,8 @@ async def occurrences_between(
                         notes=event.notes,
                     )
                 )
-        found.sort(key=lambda o: (o.starts_at, str(o.event_id)))
-        return found
+        return found, False
 
-    found = await asyncio.to_thread(expand_all)
-    return found[:limit], len(found) > limit
+    found, out_of_time = await cpu.run("rrule", RULE_SLOTS, expand_all)
+    found.sort(key=lambda o: (o.starts_at, str(o.event_id)))
+    return found[:limit], out_of_time or len(found) > limit

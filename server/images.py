@@ -20,11 +20,15 @@ HEIC/HEIF becomes JPEG (quality 95), which every browser and phone can show.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import io
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -49,6 +53,8 @@ EXTENSIONS = {content_type: ext for _, content_type, ext in _ORIGINAL.values()}
 # warnings.catch_warnings() swaps process-wide state; serialise the (header-only, cheap) open.
 _open_lock = threading.Lock()
 
+# Capture times outside these years are unset clocks, not dates.
+_MIN_YEAR, _MAX_YEAR = 1900, 2200
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 0x9003
 _OFFSET_TIME_ORIGINAL = 0x9011
@@ -97,16 +103,19 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def process(data: bytes, *, max_pixels: int, default_tz: tzinfo) -> ProcessedImage:
+def process(data: bytes, *, max_pixels: int, max_decode_bytes: int, default_tz: tzinfo) -> ProcessedImage:
     """Decode `data` and produce the stored files; raise an ImageError subclass to refuse it.
 
     `default_tz` places an EXIF capture time that has no OffsetTimeOriginal (the user's zone).
+    Memory: the decoded pixels (at most `max_decode_bytes`, checked from the header before any
+    pixel is decoded) plus an encoder's buffers; a turned photo briefly holds two copies. The full
+    size image is shrunk in place to the medium size once the original is encoded.
     """
     fmt = sniff(data)
     if fmt is None:
         raise UnsupportedFormat("Only JPEG, PNG, WebP and HEIC/HEIF images are accepted")
     try:
-        im = _open(data, fmt, max_pixels)
+        im = _open(data, fmt, max_pixels, max_decode_bytes)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -116,29 +125,34 @@ def process(data: bytes, *, max_pixels: int, default_tz: tzinfo) -> ProcessedIma
     with im:
         taken_at = _taken_at(im, default_tz)
         try:
-            shown = ImageOps.exif_transpose(im)
-            shown.load()
+            im.load()
+            # In place: no second full-size copy for the (usual) photo that needs no turning.
+            ImageOps.exif_transpose(im, in_place=True)
         except (OSError, ValueError, SyntaxError) as e:
             raise CorruptImage("The image could not be decoded") from e
-    # Drop every piece of metadata Pillow carried over (exif, xmp, text chunks) but the colour profile.
-    icc = shown.info.get("icc_profile")
-    transparency = shown.info.get("transparency")
-    shown.info = {}
-    if transparency is not None and shown.mode in ("P", "L", "RGB"):
-        shown.info["transparency"] = transparency
-    if shown.mode == "CMYK":
-        # A CMYK profile would be wrong on the RGB pixels we write.
-        shown, icc = shown.convert("RGB"), None
-    out_format, content_type, extension = _ORIGINAL[fmt]
-    try:
-        original = _encode_original(shown, out_format, icc)
-        medium = _encode_variant(shown, MEDIUM_SIZE, 85, icc)
-        thumb = _encode_variant(shown, THUMB_SIZE, 80, icc)
-    except (OSError, ValueError) as e:  # exotic pixel modes Pillow cannot convert or encode
-        raise CorruptImage(f"Images with pixel mode {shown.mode} are not supported") from e
+        shown: Image.Image = im
+        # Drop every piece of metadata Pillow carried over (exif, xmp, text chunks) but the colour profile.
+        icc = shown.info.get("icc_profile")
+        transparency = shown.info.get("transparency")
+        shown.info = {}
+        if transparency is not None and shown.mode in ("P", "L", "RGB"):
+            shown.info["transparency"] = transparency
+        if shown.mode == "CMYK":
+            # A CMYK profile would be wrong on the RGB pixels we write.
+            shown, icc = shown.convert("RGB"), None
+        width, height, mode = shown.width, shown.height, shown.mode
+        out_format, content_type, extension = _ORIGINAL[fmt]
+        try:
+            original = _encode_original(shown, out_format, icc)
+            # Shrink in place: the full-size pixels go before the variants are made.
+            medium_im = _medium(shown)
+            medium = _encode_jpeg(medium_im, 85, icc)
+            thumb = _encode_jpeg(_shrink(medium_im.copy(), THUMB_SIZE), 80, icc)
+        except (OSError, ValueError) as e:  # exotic pixel modes Pillow cannot convert or encode
+            raise CorruptImage(f"Images with pixel mode {mode} are not supported") from e
     return ProcessedImage(
-        width=shown.width,
-        height=shown.height,
+        width=width,
+        height=height,
         taken_at=taken_at,
         content_type=content_type,
         extension=extension,
@@ -148,16 +162,33 @@ def process(data: bytes, *, max_pixels: int, default_tz: tzinfo) -> ProcessedIma
     )
 
 
-def _open(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
+def _open(data: bytes, fmt: str, max_pixels: int, max_decode_bytes: int) -> Image.Image:
     with _open_lock, warnings.catch_warnings():
         # Pillow only warns between its own limit and twice it; make that a refusal too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         im = Image.open(io.BytesIO(data), formats=[fmt])
-    # Our own cap, read from the header before any pixel is decoded.
-    if im.width * im.height > max_pixels:
+    # Our own caps, read from the header before any pixel is decoded.
+    pixels = im.width * im.height
+    if pixels > max_pixels:
         im.close()
-        raise TooManyPixels(f"Image has {im.width * im.height} pixels; the limit is {max_pixels}")
+        raise TooManyPixels(f"Image has {pixels} pixels; the limit is {max_pixels}")
+    decoded = pixels * decoded_pixel_bytes(im.mode)
+    if decoded > max_decode_bytes:
+        im.close()
+        raise TooManyPixels(
+            f"Image would take {decoded // 2**20} MiB to decode; the limit is {max_decode_bytes // 2**20} MiB"
+        )
     return im
+
+
+def decoded_pixel_bytes(mode: str) -> int:
+    """Bytes Pillow keeps per pixel in `mode`: 1 for L/P/1, 2 for 16-bit grey, 4 for everything else
+    (RGB too: Pillow stores it as RGBX)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
 
 
 def _taken_at(im: Image.Image, default_tz: tzinfo) -> datetime | None:
@@ -174,7 +205,14 @@ def _taken_at(im: Image.Image, default_tz: tzinfo) -> datetime | None:
         return None  # "0000:00:00 00:00:00" and other placeholders
     offset = exif.get(_OFFSET_TIME_ORIGINAL)
     tz = _parse_offset(offset) if isinstance(offset, str) else None
-    return naive.replace(tzinfo=tz or default_tz)
+    taken = naive.replace(tzinfo=tz or default_tz)
+    try:
+        # Year 1 at +14:00 has no UTC time (stored in UTC); a camera clock that far off is no date.
+        if not _MIN_YEAR <= taken.astimezone(UTC).year <= _MAX_YEAR:
+            return None
+    except OverflowError:
+        return None
+    return taken
 
 
 def _parse_offset(value: str) -> tzinfo | None:
@@ -206,7 +244,8 @@ def _encode_original(im: Image.Image, out_format: str, icc: bytes | None) -> byt
     buf = io.BytesIO()
     extra = {"icc_profile": icc} if icc else {}
     if out_format == "JPEG":
-        _flatten(im).save(buf, "JPEG", quality=95, optimize=True, **extra)
+        # No optimize=True at full size: libjpeg would buffer every DCT coefficient (6 bytes a pixel).
+        _flatten(im).save(buf, "JPEG", quality=95, **extra)
     elif out_format == "WEBP":
         pixels = im if im.mode in ("RGB", "RGBA") else im.convert("RGBA" if "A" in im.getbands() else "RGB")
         pixels.save(buf, "WEBP", quality=95, method=4, **extra)
@@ -215,10 +254,46 @@ def _encode_original(im: Image.Image, out_format: str, icc: bytes | None) -> byt
     return buf.getvalue()
 
 
-def _encode_variant(im: Image.Image, box: int, quality: int, icc: bytes | None) -> bytes:
-    small = _flatten(im).copy()
-    small.thumbnail((box, box), Image.Resampling.LANCZOS, reducing_gap=3.0)
+def _medium(im: Image.Image) -> Image.Image:
+    """The medium variant as RGB or L, made from `im` in place.
+
+    These modes resample well as they are (alpha premultiplied), so they shrink before flattening
+    and no second full-size image is made; palette and other modes flatten first.
+    """
+    if im.mode in ("RGB", "RGBA", "L", "LA"):
+        return _flatten(_shrink(im, MEDIUM_SIZE))
+    return _shrink(_flatten(im), MEDIUM_SIZE)
+
+
+def _shrink(im: Image.Image, box: int) -> Image.Image:
+    """`im` made to fit box x box, in place (its full-size pixels are released)."""
+    im.thumbnail((box, box), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return im
+
+
+def _encode_jpeg(im: Image.Image, quality: int, icc: bytes | None) -> bytes:
     buf = io.BytesIO()
     extra = {"icc_profile": icc} if icc else {}
-    small.save(buf, "JPEG", quality=quality, optimize=True, **extra)
+    _flatten(im).save(buf, "JPEG", quality=quality, optimize=True, **extra)
     return buf.getvalue()
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS after a decode (glibc's malloc_trim; elsewhere nothing).
+
+    glibc keeps freed blocks in its per-thread arenas, and a decode's blocks (Pillow allocates in
+    16 MiB blocks, above glibc's adaptive mmap threshold once one has been freed) come from there:
+    without this, each worker thread that ever decoded a large photo held on to its peak for good.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None

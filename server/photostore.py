@@ -7,7 +7,6 @@ Media keys are ours, never a client's: `photos/<id>/original.<ext>`, `photos/<id
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 import zoneinfo
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import ServerError, images
+from server import ServerError, cpu, images
 from server.schemas.photos import PhotoPublic, PhotoUrls
 from storage.models import Photo, User
 
@@ -63,6 +62,14 @@ def user_zone(name: str | None) -> tzinfo:
         return zoneinfo.ZoneInfo("Asia/Seoul")
 
 
+def _process(data: bytes, max_pixels: int, max_decode_bytes: int, zone: tzinfo) -> images.ProcessedImage:
+    """`images.process` in a worker thread, then the decode's memory handed back to the OS."""
+    try:
+        return images.process(data, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes, default_tz=zone)
+    finally:
+        images.release_memory()
+
+
 async def save_photo(
     services: Services,
     session: AsyncSession,
@@ -75,8 +82,9 @@ async def save_photo(
     """Process `data` and store it as a new photo of `user_id`; commit and return the row.
 
     Raises ImageRejected (nothing stored) for bodies over `max_upload_bytes` (413), images over
-    `max_image_pixels` (413), formats other than JPEG/PNG/WebP/HEIC (415) and undecodable bytes
-    (400). Captions longer than 2000 characters are cut (generation prompts can be longer).
+    `max_image_pixels` or `max_image_decode_bytes` decoded (413), formats other than
+    JPEG/PNG/WebP/HEIC (415) and undecodable bytes (400). Captions longer than 2000 characters
+    are cut (generation prompts can be longer).
     """
     settings = services.settings
     if len(data) > settings.max_upload_bytes:
@@ -84,10 +92,16 @@ async def save_photo(
     user = await session.get(User, user_id)
     zone = user_zone(user.time_zone if user else None)
     try:
-        async with services.image_decodes:  # a decode can take hundreds of MB
-            processed = await asyncio.to_thread(
-                images.process, data, max_pixels=settings.max_image_pixels, default_tz=zone
-            )
+        # A few decodes at once per process: each may take up to twice max_image_decode_bytes.
+        processed = await cpu.run(
+            "image",
+            settings.image_decode_slots,
+            _process,
+            data,
+            settings.max_image_pixels,
+            settings.max_image_decode_bytes,
+            zone,
+        )
     except images.UnsupportedFormat as e:
         raise ImageRejected(415, str(e)) from e
     except images.TooManyPixels as e:

@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from server.realtime.calls import CallRegistry
     from server.realtime.metrics import CallMetrics
 
-#: Image decodes at once per process: a 50-megapixel photo takes ~150 MB to decode (server.photostore).
-IMAGE_DECODES = 2
-
 
 @dataclass
 class Services:
@@ -66,7 +63,6 @@ class Services:
     #: Emergency alerts to the caregiver, and summaries after calls (server.companion).
     alerts: AlertSender | None = None
     summaries: SummaryQueue | None = None
-    image_decodes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IMAGE_DECODES))
 
     async def get_engines(self) -> Engines:
         """The loaded engines; the first caller loads them (in a thread) when they were not preloaded.

@@ -5,6 +5,7 @@ Nothing reads the environment but this module; everything else gets a `Settings`
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -46,7 +47,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "silvertalk-app"
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
-    dev_login: bool = True
+    # Log in by name alone, no password: for development and tests. Unset means on in development
+    # and test, off otherwise; production refuses to start with it on.
+    dev_login: bool | None = None
     kakao_app_id: int | None = None
     kakao_rest_api_key: str | None = None
     kakao_client_secret: str | None = None
@@ -59,6 +62,21 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
     )
+
+    # Doors without an account, and who may see what (issue 10)
+    # Per client address per minute: logins (kakao, dev-login) and refreshes together; 0 turns it off.
+    login_rate_limit_per_minute: int = 30
+    # Per client address per minute: WebSocket upgrades to /v1/realtime; 0 turns it off.
+    realtime_rate_limit_per_minute: int = 60
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client. Empty: no
+    # proxy is believed and the client is the peer (a forged header changes nothing).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Bearer token for GET /metrics. Unset: open in development and test, 404 in production.
+    metrics_token: str | None = None
+    # Memory one image decode may take (pixels x bytes per pixel, read from the header before any
+    # pixel is decoded; an image with alpha briefly needs twice this), and decodes at once per process.
+    max_image_decode_bytes: int = 200 * 1024 * 1024
+    image_decode_slots: int = 2
 
     # Realtime calls
     realtime_max_message_bytes: int = 1024 * 1024
@@ -233,6 +251,17 @@ class Settings(BaseSettings):
             raise ValueError("SILVERTALK_JWT_SECRET must be set to a real secret outside development")
         if self.environment == "production" and len(self.jwt_secret) < 32:
             raise ValueError("SILVERTALK_JWT_SECRET must be at least 32 characters in production")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"SILVERTALK_TRUSTED_PROXIES: {entry!r} is not an address or network"
+                ) from None
+        if self.dev_login is None:
+            self.dev_login = self.environment in ("development", "test")
+        if self.environment == "production" and self.dev_login:
+            raise ValueError("SILVERTALK_DEV_LOGIN must be off in production (it hands out tokens by name)")
         return self
 
     @property

@@ -123,6 +123,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "preload_engines": False,
         "llm_engine": "offline",
         "rate_limit_per_minute": 10_000,
+        "login_rate_limit_per_minute": 10_000,
+        "realtime_rate_limit_per_minute": 10_000,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

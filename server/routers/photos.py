@@ -94,7 +94,7 @@ async def get_photo_file(
         services.media.stream(key),
         media_type=photostore.content_type_of(photo, size),
         # Files never change under a URL (a new photo is a new id), so the browser may keep them.
-        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": "private, max-age=86400"},  # nosniff: SecurityHeadersMiddleware
     )
 
 

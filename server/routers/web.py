@@ -18,14 +18,13 @@ MEDIA_TYPES = {
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
 }
-# Same-origin everything; blob: for photo thumbnails fetched with the bearer token.
-SECURITY_HEADERS = {
+# Same-origin everything; blob: for photo thumbnails fetched with the bearer token. (nosniff, no
+# referrer and no framing come with every response: server.middleware.SecurityHeadersMiddleware.)
+PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
     # The page changes with the server; never run a stale copy against a newer gateway.
     "Cache-Control": "no-cache",
 }
@@ -38,7 +37,7 @@ def _file(name: str) -> FileResponse:
     media_type = MEDIA_TYPES.get(path.suffix)
     if path.parent != WEB_DIR or media_type is None or not path.is_file():
         raise HTTPException(status_code=404, detail="Not Found")
-    return FileResponse(path, media_type=media_type, headers=SECURITY_HEADERS)
+    return FileResponse(path, media_type=media_type, headers=PAGE_HEADERS)
 
 
 @router.get("/")

@@ -19,6 +19,8 @@ from fastapi import HTTPException
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import recurrence
+
 T = TypeVar("T")
 
 DEFAULT_LIMIT = 30
@@ -28,6 +30,16 @@ MAX_LIMIT = 100
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+
+def calendar_time(when: datetime | None) -> datetime | None:
+    """Pydantic check: a time in the years 1900-2200 (ValueError, so a 422, otherwise).
+
+    Far dates have no use here and near year 1 or 9999 an offset overflows the UTC conversion.
+    """
+    if when is not None:
+        recurrence.check_year(when, "time")
+    return when
 
 
 def encode_cursor(key: datetime, row_id: uuid.UUID) -> str:
@@ -43,8 +55,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         when = datetime.fromisoformat(key)
         if when.tzinfo is None:
             raise ValueError("naive cursor")
+        recurrence.check_year(when, "cursor")  # also: no offset overflow at year 1 or 9999
         return when, uuid.UUID(row_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as e:
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError) as e:
         raise HTTPException(422, "Invalid cursor") from e
 
 

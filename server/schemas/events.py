@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, model_validator
+from pydantic import AfterValidator, AwareDatetime, model_validator
 from sqlmodel import Field, SQLModel
 
+from server.schemas.common import calendar_time
+
 REMIND_MAX_MINUTES = 4 * 7 * 24 * 60
+# A time with an offset, in the years a calendar needs (1900-2200): no overflow at year 1 or 9999.
+EventTime = Annotated[AwareDatetime, AfterValidator(calendar_time)]
 
 
 class EventBase(SQLModel):
     title: str = Field(min_length=1, max_length=200)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime | None = None
+    starts_at: EventTime
+    ends_at: EventTime | None = None
     all_day: bool = False
     rrule: str | None = Field(default=None, max_length=500)  # RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO
     remind_minutes_before: int | None = Field(default=None, ge=0, le=REMIND_MAX_MINUTES)
@@ -38,8 +42,8 @@ class EventUpdate(SQLModel):
     """PATCH body: only the fields sent change; `rrule: null` makes the event one-off."""
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: EventTime | None = None
+    ends_at: EventTime | None = None
     all_day: bool | None = None
     rrule: str | None = Field(default=None, max_length=500)
     remind_minutes_before: int | None = Field(default=None, ge=0, le=REMIND_MAX_MINUTES)

@@ -29,7 +29,7 @@ async def test_a_burst_of_odd_input_does_not_stop_the_call(call: Call) -> None:
     stt.gate = asyncio.Event()  # the model is slow
     await call.feed(speech(3000))  # long enough for a partial decode
     assert len(stt.calls) == 1, "a partial decode is running"
-    await call.feed(silence(2200))
+    await call.feed(silence(call.conv.config.max_silence_ms + 200))
     assert len(call.of(InputCommitted)) == 1
     call.conv.configure(turn_detection=False)
     await call.feed(speech(400))
@@ -54,7 +54,7 @@ async def test_a_transcript_that_never_comes_fails_its_turn_in_bounded_time() ->
     try:
         call.engines.stt.gate = asyncio.Event()  # never opened: the model hangs
         await call.feed(speech(900))
-        await call.feed(silence(2200))
+        await call.feed(silence(call.conv.config.max_silence_ms + 200))
         await call.until(TranscriptFailed, limit=3000)
         failed = call.of(TranscriptFailed)[0]
         assert failed.item_id == call.of(InputCommitted)[0].item_id and "timed out" in failed.message
@@ -74,10 +74,10 @@ async def test_a_rejoined_turn_late_transcript_is_not_announced(call: Call) -> N
     stt = call.engines.stt
     stt.gate = asyncio.Event()
     await call.feed(speech(900))
-    await call.feed(silence(2200))  # unknown words hold the turn to max_silence_ms
+    await call.feed(silence(call.conv.config.max_silence_ms + 200))  # unknown words hold the turn
     first = call.of(InputCommitted)[0].item_id
     await call.feed(speech(900))  # they go on before hearing anything: a rejoin
-    await call.feed(silence(2200))
+    await call.feed(silence(call.conv.config.max_silence_ms + 200))
     assert [e.item_id for e in call.of(ItemDeleted)] == [first]
     stt.gate.set()  # only now does the first half's decode come back
     await call.until(ResponseDone)

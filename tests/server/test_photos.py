@@ -180,6 +180,35 @@ def test_oversized_bodies_are_refused_and_store_nothing(tmp_path: Path, db_url: 
         assert upload(client, auth, images.noise_png(100, 100)).status_code == 201
 
 
+def test_a_capture_time_at_year_1_plus_14_is_no_date(client: TestClient, auth: dict[str, str]) -> None:
+    """EXIF 0001:01:01 at +14:00 (no UTC time) or 9999 at -14:00: stored without a date, not a 500."""
+    for taken, offset in (("0001:01:01 00:00:00", "+14:00"), ("9999:12:31 23:59:59", "-14:00")):
+        r = upload(client, auth, images.jpeg(exif=images.phone_exif(taken=taken, offset=offset)))
+        assert r.status_code == 201, r.text
+        assert r.json()["taken_at"] is None
+
+
+def test_oversized_chunked_upload_is_413(tmp_path: Path, db_url: str) -> None:
+    """A body over the cap sent chunked (no Content-Length) answers 413, not 400, and stores nothing."""
+    with app_with(tmp_path, db_url, max_upload_bytes=100_000) as (client, settings):
+        auth = dev_login(client)
+        head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+
+        def chunks() -> Iterator[bytes]:
+            yield head
+            for _ in range(40):
+                yield b"x" * 8192
+
+        r = client.post(
+            "/v1/photos",
+            headers=auth | {"content-type": "multipart/form-data; boundary=b"},
+            content=chunks(),
+        )
+        assert r.status_code == 413, r.text
+        assert "larger than" in r.json()["detail"]
+        assert stored_files(settings) == []
+
+
 def test_list_is_newest_first_with_a_cursor(client: TestClient, auth: dict[str, str]) -> None:
     """limit/cursor walk the list newest first without repeats; bad parameters answer 422."""
     ids = [upload(client, auth, images.png(40 + i, 40)).json()["id"] for i in range(5)]
@@ -269,14 +298,16 @@ def test_pillow_bomb_warning_is_a_refusal_even_under_a_generous_cap() -> None:
     """Between Pillow's limit and twice it Pillow only warns; images.process refuses anyway."""
     data = images.bomb_png(10_000, 10_000)  # 100 MP: over Pillow's 89.5 MP, under its error level
     with pytest.raises(server_images.TooManyPixels):
-        server_images.process(data, max_pixels=10**9, default_tz=UTC)
+        server_images.process(data, max_pixels=10**9, max_decode_bytes=2**40, default_tz=UTC)
 
 
 def test_cmyk_jpeg_becomes_rgb() -> None:
     """A CMYK JPEG (print workflows) is stored as RGB, with its CMYK profile dropped."""
     buf = io.BytesIO()
     Image.new("CMYK", (64, 48), (0, 255, 255, 0)).save(buf, "JPEG", icc_profile=b"not-an-rgb-profile")
-    processed = server_images.process(buf.getvalue(), max_pixels=10**6, default_tz=UTC)
+    processed = server_images.process(
+        buf.getvalue(), max_pixels=10**6, max_decode_bytes=2**30, default_tz=UTC
+    )
     stored = images.open_image(processed.original)
     assert stored.mode == "RGB" and "icc_profile" not in stored.info
     red, green, _blue = stored.getpixel((10, 10))  # type: ignore[misc]

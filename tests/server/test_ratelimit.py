@@ -59,7 +59,7 @@ def test_redis_limit_is_shared_between_server_processes(tmp_path: Path, db_url: 
         assert two.get("/v1/users/me", headers=lee).status_code == 200
     r = redis_sync.Redis.from_url(redis_url)
     try:
-        key = f"ratelimit:{login['user']['id']}:{window}"
+        key = f"silvertalk:ratelimit:user:{login['user']['id']}:{window}"
         assert r.get(key) == b"4"
         assert 0 < int(r.ttl(key)) <= 61
     finally:

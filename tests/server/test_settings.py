@@ -11,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from server.app import create_app
 from server.settings import Settings
 from tests.conftest import ROOT, free_port
 
@@ -53,6 +55,30 @@ def test_production_accepts_a_strong_secret_and_development_the_default() -> Non
     assert Settings(_env_file=None, environment="production", jwt_secret=STRONG).jwt_secret == STRONG  # type: ignore[call-arg]
     dev = Settings(_env_file=None)  # type: ignore[call-arg]
     assert dev.environment == "development" and dev.dev_login is True
+
+
+def test_dev_login_is_off_by_default_outside_development() -> None:
+    """DEV_LOGIN unset: on in development and test, off in production; production refuses it on."""
+    assert Settings(_env_file=None).dev_login is True  # type: ignore[call-arg]
+    assert Settings(_env_file=None, environment="test").dev_login is True  # type: ignore[call-arg]
+    assert Settings(_env_file=None, environment="production", jwt_secret=STRONG).dev_login is False  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="SILVERTALK_DEV_LOGIN"):
+        Settings(_env_file=None, environment="production", jwt_secret=STRONG, dev_login=True)  # type: ignore[call-arg]
+
+
+def test_production_dev_login_answers_404(tmp_path: Path) -> None:
+    """ENVIRONMENT=production with DEV_LOGIN unset: POST /v1/auth/dev-login hands out no token."""
+    production = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        environment="production",
+        jwt_secret=STRONG,
+        data_dir=tmp_path / "data",
+        preload_engines=False,
+        llm_engine="offline",
+    )
+    with TestClient(create_app(production)) as client:
+        r = client.post("/v1/auth/dev-login", json={"name": "kim"})
+        assert r.status_code == 404 and "access_token" not in r.text
 
 
 def test_settings_read_silvertalk_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -129,6 +155,21 @@ def test_python_m_server_refuses_to_start_with_a_placeholder_secret(tmp_path: Pa
     assert done.returncode != 0
     assert "SILVERTALK_JWT_SECRET" in done.stderr
     assert not (tmp_path / "data").exists()  # refused before touching storage
+
+
+def test_python_m_server_refuses_dev_login_in_production(tmp_path: Path) -> None:
+    """`python -m server` with ENVIRONMENT=production and DEV_LOGIN=true exits, naming the variable."""
+    env = _server_env(
+        tmp_path,
+        SILVERTALK_ENVIRONMENT="production",
+        SILVERTALK_JWT_SECRET=STRONG,
+        SILVERTALK_DEV_LOGIN="true",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "server"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "SILVERTALK_DEV_LOGIN" in done.stderr
 
 
 def test_python_m_server_serves_as_configured_by_environment(tmp_path: Path) -> None:
