@@ -231,6 +231,9 @@ class Settings(BaseSettings):
     chat_job_lease_s: float = 30.0
     chat_max_attempts: int = 3
 
+    # Companion: after each call the LLM writes a summary and saves new memories from it (off:
+    # the call keeps its first words as the summary; tests whose fake LLM follows a script).
+    call_summaries: bool = True
     # Companion: emergencies and the caregiver webhook
     # Said to the caller when they speak of an emergency ("call 119 now").
     emergency_number: str = Field(default="119", max_length=16)

@@ -222,7 +222,7 @@ class Call:
                     await asyncio.wait_for(saver, self.settings.realtime_store_retry_s + 30)
             with contextlib.suppress(Exception):
                 await self.store.end()
-            if self.companion is not None and engines is not None:
+            if self.companion is not None and engines is not None and self.settings.call_summaries:
                 # New memories and a summary, in the background: the hang-up does not wait for them.
                 self.companion.after_call(engines.llm)
 
