@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/whisper-base/model.bin
 
-.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-load bench-endpointing bench-soak bench-messages lint setup models migrate clean browser run-cluster haproxy
+.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-load bench-endpointing bench-soak bench-messages bench-v2v-tool lint setup models migrate clean browser run-cluster haproxy
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench: setup
 # | bench-messages | bench-endpointing | bench-soak (20 minutes of calls plus warm-up; SOAK_ARGS="--minutes 3" for less)
 bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-messages bench-endpointing bench-soak: setup
 	$(PY) -m bench $(@:bench-%=%) $(if $(filter bench-soak,$@),$(SOAK_ARGS))
+
+# First reply audio when every answer calls one of the companion's tools (compare with bench-v2v).
+bench-v2v-tool: setup
+	$(PY) -m bench v2v --tool
 
 # Voice-to-voice with 1, 6 and 16 concurrent callers, in-process and through the inference tier
 # (tens of minutes; LOAD_ARGS="--callers 1,2 --turns 3" for a short run).

@@ -307,13 +307,24 @@ def stage_rows(results: list[TurnResult]) -> list[list[Any]]:
     return report.stats_rows(metrics)
 
 
-def serve_calls(name: str, groups: dict[str, list[Turn]], ttft_s: float) -> list[TurnResult]:
-    """A server (real Whisper and Piper, the fake Gemini at `ttft_s`) and one call per group, in turn."""
+def serve_calls(
+    name: str, groups: dict[str, list[Turn]], ttft_s: float, *, tool: bool = False
+) -> list[TurnResult]:
+    """A server (real Whisper and Piper, the fake Gemini at `ttft_s`) and one call per group, in turn.
+
+    With `tool` every answer first calls the companion's `list_events` (one more LLM round trip,
+    plus the tool: a calendar query)."""
     from tests.fakes.gemini import FakeGemini, Reply
+
+    def answer(body: dict[str, Any]) -> Reply:
+        last = (body.get("contents") or [{}])[-1].get("parts") or []
+        if tool and not any("functionResponse" in p for p in last):
+            return Reply.call("list_events")
+        return Reply(text=REPLY, chunks=1)
 
     results: list[TurnResult] = []
     with (
-        FakeGemini(reply=Reply(text=REPLY, chunks=1), ttft_s=ttft_s) as fake,
+        FakeGemini(reply=answer, ttft_s=ttft_s) as fake,
         ServerProcess(name, server_env(fake.url, fake.api_key)) as server,
     ):
 
@@ -328,19 +339,21 @@ def serve_calls(name: str, groups: dict[str, list[Turn]], ttft_s: float) -> list
     return results
 
 
-def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
-    """Run the benchmark; prints the table and writes `results/v2v.json`."""
+def run(ttft_s: float = 0.3, turns: list[Turn] | None = None, tool: bool = False) -> dict[str, Any]:
+    """Run the benchmark; prints the table and writes `results/v2v.json` (`v2v-tool.json` with
+    `tool`: every answer calls one tool first)."""
     turns = turns or inputs.prepare()
     groups: dict[str, list[Turn]] = {}
     for t in turns:
         groups.setdefault(t.name.split("-")[0], []).append(t)
-    results = serve_calls("v2v", groups, ttft_s)
+    results = serve_calls("v2v", groups, ttft_s, tool=tool)
     cut = [r.name for r in results if r.cut]
     rejoined = [r.name for r in results if r.heard_whole]
     missed = [r.name for r in results if r.v2v_ms is None]
     print(
         report.table(
-            f"Voice-to-voice over {len(results)} turns (ms; fake LLM TTFT {ttft_s * 1000:.0f} ms)",
+            f"Voice-to-voice over {len(results)} turns (ms; fake LLM TTFT {ttft_s * 1000:.0f} ms"
+            + ("; each answer calls one tool first)" if tool else ")"),
             ["stage", "n", "p50", "p95", "max"],
             stage_rows(results),
         )
@@ -360,6 +373,7 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
     )
     data = {
         "ttft_s": ttft_s,
+        "tool": tool,
         "summary": {
             "v2v_ms": report.summary(r.v2v_ms for r in results),
             "endpoint_ms": report.summary(r.endpoint_ms for r in results),
@@ -375,15 +389,18 @@ def run(ttft_s: float = 0.3, turns: list[Turn] | None = None) -> dict[str, Any]:
         "no_reply": missed,
         "turns": [{**r.__dict__, "cut": r.cut, "heard_whole": r.heard_whole} for r in results],
     }
-    print(f"wrote {report.write('v2v', data)}")
+    print(f"wrote {report.write('v2v-tool' if tool else 'v2v', data)}")
     return data
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="voice-to-voice latency per turn")
     parser.add_argument("--ttft", type=float, default=0.3, help="fake Gemini time to first token, seconds")
+    parser.add_argument(
+        "--tool", action="store_true", help="every answer calls one tool (list_events) before speaking"
+    )
     args = parser.parse_args(argv)
-    run(args.ttft)
+    run(args.ttft, tool=args.tool)
 
 
 if __name__ == "__main__":

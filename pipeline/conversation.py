@@ -33,6 +33,7 @@ from pipeline.engines.base import ChatContext
 from pipeline.events import InputCleared, ItemCreated, ItemDeleted, ItemTruncated, OutputEvent, ReplyAudio
 from pipeline.floor import Floor
 from pipeline.reply import Reply
+from pipeline.tools import ToolRunner
 from pipeline.transcripts import Transcripts
 from pipeline.turn_end import EndOfTurn, TurnEndPolicy
 from pipeline.turns import CallConfig, CallEngines, Item, new_id
@@ -58,8 +59,9 @@ class Conversation:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tools: ToolRunner | None = None,
     ) -> None:
-        self.core = core = CallCore(engines, context, config, clock=clock, sleep=sleep)
+        self.core = core = CallCore(engines, context, config, clock=clock, sleep=sleep, tools=tools)
         self.config, self.clock, self.out, self.items = config, clock, core.out, core.items
         self.stt = core.stt
         self._ep = Endpointer(words_decide=True)

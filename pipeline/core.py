@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pipeline.engines.base import ChatContext
 from pipeline.events import ErrorEvent, OutputEvent
 from pipeline.stt_stream import StreamingTranscriber
+from pipeline.tools import ToolRunner
 from pipeline.turns import CallConfig, CallEngines, Item
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,11 @@ class CallCore:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tools: ToolRunner | None = None,
     ) -> None:
         self.engines, self.context, self.config = engines, context, config
+        #: Runs the model's tool calls (the gateway's, over the caller's own data); None: no tools.
+        self.tools = tools
         self.clock, self.sleep = clock, sleep
         self.out: asyncio.Queue[OutputEvent] = asyncio.Queue()
         #: The conversation so far, in order (user turns, text items, assistant replies).

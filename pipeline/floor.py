@@ -24,7 +24,7 @@ import enum
 import logging
 from collections.abc import Sequence
 
-from pipeline import turns
+from pipeline import emergency, turns
 from pipeline.bargein import BargeIn, Verdict
 from pipeline.core import CallCore
 from pipeline.endpointing import Endpointer, TurnEnded, TurnStarted
@@ -260,6 +260,10 @@ class Floor:
                 reply.previous_item_id = core.items[-1].id
             else:
                 reply.previous_item_id = item.id if item is not None else None
+            said = messages[-1].text if messages and messages[-1].role == "user" else ""
+            if fixed_text is None and c.emergency_number and emergency.detect(said) is not None:
+                # Whatever the model would say: the calm words, at once (the gateway tells the family).
+                plan.fixed_text = emergency.reply(c.language, c.emergency_number)
             return messages
 
         plan = ReplyPlan(
@@ -270,6 +274,7 @@ class Floor:
             c.speed,
             fixed_text=fixed_text,
             apology=c.apology,
+            tools=core.tools,
         )
         reply.task = core.spawn(reply.run(prepare, plan))
         return reply

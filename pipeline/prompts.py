@@ -52,6 +52,22 @@ _FACT_LABELS = {
     "en": {"today_events": "Today's events", "memories": "Memories", "today": "Today's date"},
 }
 
+_TOOLS_LINE = {
+    "ko": (
+        "어르신의 일정, 추억, 사진은 도구로 찾아보고 보여 드릴 수 있어요. 모르는 것은 도구로 확인하세요. "
+        "일정을 넣거나 추억을 저장하거나 그림을 만드는 것처럼 무언가를 바꾸기 전에는, 어르신이 이미 "
+        "그렇게 해 달라고 하신 게 아니면 짧게 여쭤보고 '네'라고 하시면 confirmed를 true로 해서 "
+        "다시 부르세요. 도구가 needs_confirmation과 ask를 돌려주면 그 질문을 그대로 여쭤보세요."
+    ),
+    "en": (
+        "You can look up and show the person's calendar, memories and photos with your tools; use "
+        "them rather than guessing. Before changing anything (adding an event, saving a memory, "
+        "making a picture), ask one short question and wait for a yes, unless they already asked "
+        "for exactly that; then call again with confirmed true. When a tool answers "
+        "needs_confirmation with ask, ask that question."
+    ),
+}
+
 APOLOGIES = {
     "ko": "죄송해요, 잠시 문제가 생겼어요. 다시 말씀해 주시겠어요?",
     "en": "I'm sorry, something went wrong for a moment. Could you say that again?",
@@ -76,8 +92,11 @@ def _fact_text(value: Any) -> str:
     return str(value)
 
 
-def system_prompt(language: str, user_name: str = "", facts: Mapping[str, Any] | None = None) -> str:
-    """The system instruction for one call: persona, language, the caller's name and own data.
+def system_prompt(
+    language: str, user_name: str = "", facts: Mapping[str, Any] | None = None, *, tools: bool = False
+) -> str:
+    """The system instruction for one call: persona, language, the caller's name and own data, and
+    (with `tools`) how to use the companion's tools: look things up, confirm before changing.
 
     `facts` values may be strings, lists, or dicts (e.g. events as {"time", "title"}); each
     non-empty one becomes a line "label: value". Unknown keys keep their key as the label.
@@ -86,6 +105,8 @@ def system_prompt(language: str, user_name: str = "", facts: Mapping[str, Any] |
     lines = [_PROMPTS[key], _LANGUAGE_LINE[key]]
     if user_name:
         lines.append(_NAME_LINE[key].format(name=user_name))
+    if tools:
+        lines.append(_TOOLS_LINE[key])
     known = {k: v for k, v in (facts or {}).items() if k != "user_name" and v not in (None, "", [], {})}
     if known:
         lines.append(_FACTS_HEADER[key])

@@ -41,7 +41,14 @@ import numpy as np
 
 from pipeline import EngineError
 from pipeline.audio import PCM, Resampler
-from pipeline.engines.base import ChatContext, LanguageModel, Message, TextDelta, TextToSpeech, Usage
+from pipeline.engines.base import (
+    ChatContext,
+    LanguageModel,
+    Message,
+    TextToSpeech,
+    ToolCall,
+    Usage,
+)
 from pipeline.events import (
     OutputEvent,
     ReplyAudio,
@@ -52,11 +59,14 @@ from pipeline.events import (
 )
 from pipeline.sentences import SentenceSegmenter
 from pipeline.timeline import Timeline
+from pipeline.tools import SIDE_EFFECTS, ToolRunner, run_call
 
 log = logging.getLogger(__name__)
 
 #: What a reply needs before it can think: the history to send, or None for "nothing to answer".
 Prepare = Callable[[], Awaitable[Sequence[Message] | None]]
+#: Model turns that may call tools in one reply before it must answer in words.
+MAX_TOOL_ROUNDS = 4
 
 
 class State(enum.Enum):
@@ -85,6 +95,8 @@ class ReplyPlan:
     speed: float = 1.0
     fixed_text: str | None = None
     apology: str = ""
+    #: Runs the model's tool calls (the companion's tools); None: tool calls are ignored.
+    tools: ToolRunner | None = None
 
 
 @dataclass(slots=True)
@@ -115,13 +127,18 @@ class Reply:
     _play_end: float = 0.0
     _speaking_done: bool = False
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _failed: str | None = None
     _usage: Usage = field(default_factory=Usage)
+    #: The tools this reply ran, in order: (name, result).
+    tool_calls: list[tuple[str, dict[str, object]]] = field(default_factory=list)
 
     audio: Timeline = field(init=False)
 
     def __post_init__(self) -> None:
         self.state = State.SPECULATIVE if self.speculative else State.LIVE
+        if not self.speculative:
+            self._released.set()
         self.audio = Timeline(self.output_rate)
 
     @property
@@ -148,6 +165,7 @@ class Reply:
         if self.state is not State.SPECULATIVE:
             return
         self.state = State.LIVE
+        self._released.set()
         buffered, self._buffer = self._buffer, []
         for event in buffered:
             self.emit_out(event)
@@ -275,15 +293,7 @@ class Reply:
                 for s in seg.push(plan.fixed_text or ""):
                     await out.put(s)
             else:
-                async for delta in plan.llm.stream(history, plan.context):
-                    if isinstance(delta, Usage):
-                        self._usage = self._usage + delta
-                        continue
-                    if not isinstance(delta, TextDelta):
-                        continue  # tool calls: the tools arrive in a later feature
-                    self.stamps.setdefault("llm_first_token", self.clock())
-                    for s in seg.push(delta.text):
-                        await out.put(s)
+                await self._converse(list(history), plan, seg, out)
         except EngineError as e:
             # Upstream trouble mid-reply: finish the sentence in hand, then apologise kindly.
             log.warning("LLM failed in reply %s: %s", self.response_id, e)
@@ -297,6 +307,42 @@ class Reply:
         for s in seg.flush():
             await out.put(s)
         await out.put(None)
+
+    async def _converse(
+        self, history: list[Message], plan: ReplyPlan, seg: SentenceSegmenter, out: asyncio.Queue[str | None]
+    ) -> None:
+        """Stream the model's words into `seg`; when it calls tools, run them, send the results back
+        and let it go on (at most MAX_TOOL_ROUNDS times). Words said before a call ("let me look")
+        are spoken while the tool runs."""
+        assert plan.llm is not None and plan.context is not None
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            said: list[str] = []
+            calls: list[ToolCall] = []
+            async for delta in plan.llm.stream(history, plan.context):
+                if isinstance(delta, Usage):
+                    self._usage = self._usage + delta
+                elif isinstance(delta, ToolCall):
+                    calls.append(delta)
+                else:
+                    self.stamps.setdefault("llm_first_token", self.clock())
+                    said.append(delta.text)
+                    for s in seg.push(delta.text):
+                        await out.put(s)
+            if not calls or plan.tools is None or round_ == MAX_TOOL_ROUNDS:
+                if calls and plan.tools is not None:
+                    log.warning(
+                        "reply %s: the model still calls tools after %d rounds", self.response_id, round_
+                    )
+                return
+            for s in seg.flush():
+                await out.put(s)
+            if any(c.name in SIDE_EFFECTS for c in calls):
+                await self._released.wait()  # the caller may go on: no effects until the turn is theirs
+            results = [await run_call(plan.tools, call) for call in calls]
+            self.stamps["tools_done"] = self.clock()
+            self.tool_calls += [(c.name, r.result) for c, r in zip(calls, results, strict=True)]
+            history.append(Message("assistant", "".join(said), tool_calls=tuple(calls)))
+            history += [Message("tool", tool_result=r) for r in results]
 
     async def _speak(self, plan: ReplyPlan, sentences: asyncio.Queue[str | None]) -> None:
         while (text := await sentences.get()) is not None:
@@ -368,7 +414,9 @@ class Reply:
         if base is None:
             return {}
         out: dict[str, float] = {}
-        for key in ("turn_end", "transcript", "llm_first_token", "tts_first_audio", "first_audio_sent"):
+        for key in (
+            "turn_end", "transcript", "tools_done", "llm_first_token", "tts_first_audio", "first_audio_sent"
+        ):  # fmt: skip
             if key in self.stamps:
                 out[f"{key}_ms"] = round((self.stamps[key] - base) * 1000.0, 1)
         out["speculative"] = 1.0 if self.speculative else 0.0

@@ -81,6 +81,9 @@ class CallConfig:
     #: Caller audio held uncommitted (turn detection off), and the longest turn (on): past it the
     #: excess is dropped with an `input_audio_buffer_full` error / the turn is committed there.
     max_input_audio_s: float = 120.0
+    #: Words of emergency in the caller's turn get `pipeline.emergency.reply` with this number
+    #: instead of the model's answer ("" turns the check off).
+    emergency_number: str = ""
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from server import UpstreamError, generation, jobs, realtime
+from server import UpstreamError, companion, generation, jobs, realtime
 from server.middleware import (
     MaxBodySizeMiddleware,
     MetricsGuardMiddleware,
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await realtime.start(services, stack)
             await generation.start(services, stack)
             await jobs.start(services, stack)
+            await companion.start(services, stack)
             yield
 
     app = FastAPI(title="Silvertalk", version="0.1.0", lifespan=lifespan)

@@ -2,8 +2,9 @@
 
 The app builds the shared parts (database, media, HTTP client, rate limiter, Redis); each feature
 fills its own fields when it starts (`server.realtime.start`: `calls`, `metrics`, and `engines` when
-preloaded; `server.generation.start`: `generation`). A field still None means that feature is not
-running in this app (a REST-only test, say).
+preloaded; `server.generation.start`: `generation`; `server.companion.start`: `alerts`,
+`summaries`). A field still None means that feature is not running in this app (a REST-only
+test, say).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from storage.media import MediaStore
 
 if TYPE_CHECKING:
     from pipeline.engines.registry import Engines
+    from server.companion.alerts import AlertSender
+    from server.companion.summary import SummaryQueue
     from server.generation.worker import GenerationRunner
     from server.jobs import Jobs
     from server.jobs.push import Pages
@@ -57,6 +60,9 @@ class Services:
     pages: Pages | None = None
     #: Closes the app's resources; features that open clients lazily register them here.
     stack: AsyncExitStack | None = None
+    #: Emergency alerts to the caregiver, and summaries after calls (server.companion).
+    alerts: AlertSender | None = None
+    summaries: SummaryQueue | None = None
 
     async def get_engines(self) -> Engines:
         """The loaded engines; the first caller loads them (in a thread) when they were not preloaded.

@@ -231,6 +231,21 @@ class Settings(BaseSettings):
     chat_job_lease_s: float = 30.0
     chat_max_attempts: int = 3
 
+    # Companion: after each call the LLM writes a summary and saves new memories from it (off:
+    # the call keeps its first words as the summary; tests whose fake LLM follows a script).
+    call_summaries: bool = True
+    # Companion: emergencies and the caregiver webhook
+    # Said to the caller when they speak of an emergency ("call 119 now").
+    emergency_number: str = Field(default="119", max_length=16)
+    # Where alerts are POSTed (Standard Webhooks, signed with the secret below); none: stored only.
+    caregiver_webhook_url: str | None = None
+    # `whsec_<base64>`; required when the URL is set (deliveries are always signed).
+    caregiver_webhook_secret: str | None = None
+    # Tries per alert, the first wait between them (doubling, at most 60 s), and each try's timeout.
+    caregiver_webhook_attempts: int = Field(default=8, ge=1, le=50)
+    caregiver_webhook_backoff_s: float = Field(default=1.0, gt=0)
+    caregiver_webhook_timeout_s: float = Field(default=10.0, gt=0)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment == "production" and self.jwt_secret.strip().lower() in PLACEHOLDER_SECRETS | {

@@ -161,6 +161,28 @@ class Turn(SQLModel, table=True):
     timings: dict[str, float | str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+# --- alerts ------------------------------------------------------------------------------------
+
+
+class Alert(SQLModel, table=True):
+    """Words of emergency heard in a call, and how telling the caregiver went."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    conversation_id: uuid.UUID | None = Field(
+        default=None, foreign_key="conversation.id", ondelete="SET NULL"
+    )
+    kind: str = Field(max_length=32)  # pipeline.emergency.KINDS
+    text: str = Field(max_length=2000)  # what the caller said
+    language: str = Field(default="ko", max_length=8)
+    # pending | delivered | failed (retries used up) | not_configured (no caregiver webhook)
+    delivery: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = ts_field(nullable=True, default=None)
+    created_at: datetime = created_field()
+
+
 # --- generation --------------------------------------------------------------------------------
 
 

@@ -198,6 +198,18 @@ const ui = {
     if (li) li.firstChild.textContent = text;
     else replyLines.set(id, addTurnLine("turn-assistant", text, timingsLine(timings)));
   },
+  async showPhoto(photo, memory) {
+    // The photo file needs the bearer token, so it is fetched as a blob (as in Records).
+    const r = await api(photo.urls.medium);
+    if (!r.ok) return;
+    const img = $("photo-show-img");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(await r.blob());
+    img.alt = photo.caption || (memory && memory.title) || "photo";
+    $("photo-show-caption").textContent = [memory && memory.title, photo.caption].filter(Boolean).join(" · ");
+    $("photo-show").dataset.photoId = photo.id;
+    $("photo-show").hidden = false;
+  },
   stats(s) {
     app.playedTotal = app.playedBase + s.played;
     $("played-samples").textContent = String(app.playedTotal);
@@ -231,6 +243,7 @@ $("call").addEventListener("click", async () => {
   $("speed").disabled = true;
   $("turns").replaceChildren();
   $("assistant-text").textContent = "";
+  $("photo-show").hidden = true;
   userTurns.clear();
   replyLines.clear();
   renderUser();
@@ -245,6 +258,10 @@ $("call").addEventListener("click", async () => {
     ui.state("error", "연결 안 됨 · Not connected");
     finishCall();
   }
+});
+
+$("photo-show-close").addEventListener("click", () => {
+  $("photo-show").hidden = true;
 });
 
 $("hangup").addEventListener("click", () => {

@@ -398,6 +398,9 @@ export class Call {
         if (!this.playerActive && !this.responseId) this.settle();
         break;
       }
+      case "silvertalk.photo.show":
+        if (ev.photo) this.ui.showPhoto(ev.photo, ev.memory || null);
+        break;
       case "error": {
         const err = ev.error || {};
         this.ui.message(`서버 오류 · Server error: ${err.message || err.type || "unknown"}`, "error");

@@ -9,10 +9,14 @@ data in `ChatContext.facts`:
 - `facts["memories"]`: list of strings or dicts with `title`, optional `happened_on`, `place`;
 - `facts["user_name"]` (or `ChatContext.user_name`), `facts["today"]` (a date, for "what day").
 
-It greets, says honestly what it is when asked, reads out today's events, asks a gentle question
-about a memory, meets worries with empathy (suggesting family or a doctor for health), says
-goodbye, and otherwise acknowledges what was said and asks to hear more. Replies stream word by
-word, like a real model's, so the rest of the pipeline is exercised the same way.
+When the call offers the companion's tools it uses them the same way a model would: "what is on
+today" calls `list_events` and "tell me about <a memory>" calls `find_memories` with the caller's
+words, then it answers from the result. It says honestly that it cannot set reminders, save
+things or make pictures. It greets, says honestly what it is when asked, reads out today's
+events, asks a gentle question about a memory, meets worries with empathy (suggesting family or
+a doctor for health), says goodbye, and otherwise acknowledges what was said and asks to hear
+more. Replies stream word by word, like a real model's, so the rest of the pipeline is exercised
+the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, Usage
+from pipeline.engines.base import ChatContext, LLMOutput, Message, TextDelta, ToolCall, ToolResult, Usage
 from pipeline.prompts import lang_key
 
 # Keyword cues per intent, checked in this order (first match wins).
@@ -31,6 +35,18 @@ _CUES: dict[str, dict[str, tuple[str, ...]]] = {
     "identity": {
         "ko": ("누구", "너는", "당신은", "로봇", "기계", "인공지능", "사람이", "오프라인"),
         "en": ("who are you", "what are you", "are you a", "robot", "real person", "offline", "an ai"),
+    },
+    "cannot": {
+        "ko": ("알람", "깨워", "예약해", "일정 넣", "일정 추가", "저장해", "그림 그려", "그려 줘", "그려줘"),
+        "en": (
+            "remind me",
+            "set an alarm",
+            "wake me",
+            "add an event",
+            "save that",
+            "draw me",
+            "make a picture",
+        ),
     },
     "schedule": {
         "ko": ("일정", "약속", "스케줄", "오늘 뭐", "오늘 무슨", "할 일", "병원 가는"),
@@ -78,6 +94,9 @@ _T: dict[str, dict[str, Any]] = {
             "{said} 잘 들었어요. 그때 기분은 어떠셨어요?",
         ],
         "listen": "네, 듣고 있어요. 편하게 말씀하세요.",
+        "cannot": "죄송해요, 저는 오프라인 말동무라서 그건 해 드릴 수 없어요. 앱에서 직접 하실 수 있어요.",
+        "found": "{title}{when} 이야기를 찾았어요. {body} 그때 이야기를 더 들려주시겠어요?",
+        "not_found": "그 이야기는 아직 저장된 추억에서 찾지 못했어요. 들려주시겠어요?",
         "name": " {name} 님",
         "sep": ", ",
     },
@@ -101,6 +120,9 @@ _T: dict[str, dict[str, Any]] = {
             "{said} Thank you for telling me. How did that make you feel?",
         ],
         "listen": "I'm listening. Take your time.",
+        "cannot": "I'm sorry, I'm the offline companion and can't do that. You can do it in the app.",
+        "found": "I found your memory of {title}{when}. {body} Would you tell me more about it?",
+        "not_found": "I couldn't find that among your saved memories yet. Would you tell me about it?",
         "name": ", {name}",
         "sep": ", ",
     },
@@ -165,9 +187,28 @@ class OfflineLLM:
     def __init__(self, *, word_delay_s: float = 0.0) -> None:
         self.word_delay_s = word_delay_s
 
+    def tool_call(self, history: Sequence[Message], context: ChatContext) -> ToolCall | None:
+        """The tool to call first, when the call offers it: `list_events` for "what is on today",
+        `find_memories` with the caller's words for a question about a memory. None otherwise, and
+        always right after a tool result (then `reply` answers from it)."""
+        if not history or history[-1].role != "user":
+            return None
+        offered = {t.name for t in context.tools}
+        lang = lang_key(context.language)
+        low = history[-1].text.lower()
+        intent = next((i for i, cues in _CUES.items() if any(_has(low, c, lang) for c in cues[lang])), None)
+        turn = sum(1 for m in history if m.role == "assistant")
+        if intent == "schedule" and "list_events" in offered:
+            return ToolCall(f"local-offline-{turn}", "list_events", {})
+        if intent == "memory" and "find_memories" in offered:
+            return ToolCall(f"local-offline-{turn}", "find_memories", {"words": history[-1].text[:500]})
+        return None
+
     def reply(self, history: Sequence[Message], context: ChatContext) -> str:
         """The whole reply for this turn (what `stream` yields word by word)."""
         lang = lang_key(context.language)
+        if history and history[-1].role == "tool" and history[-1].tool_result is not None:
+            return self._from_tool(history[-1].tool_result, lang)
         t = _T[lang]
         facts = context.facts or {}
         name = str(facts.get("user_name") or context.user_name or "").strip()
@@ -183,6 +224,8 @@ class OfflineLLM:
             return t["hello"].format(name=name_part)
         if intent == "identity":
             return t["identity"]
+        if intent == "cannot":
+            return t["cannot"]
         if intent == "schedule":
             events = [e for e in (_event_text(e, lang) for e in facts.get("today_events") or ()) if e]
             return t["events"].format(items=t["sep"].join(events)) if events else t["no_events"]
@@ -210,9 +253,29 @@ class OfflineLLM:
         title, when = _memory_parts(memories[turn % len(memories)], lang)
         return _T[lang]["memory"].format(title=title, when=when)
 
+    def _from_tool(self, result: ToolResult, lang: str) -> str:
+        t = _T[lang]
+        data = result.result
+        if result.name == "list_events":
+            events = [e for e in (_event_text(e, lang) for e in data.get("events") or ()) if e]
+            return t["events"].format(items=t["sep"].join(events)) if events else t["no_events"]
+        if result.name == "find_memories":
+            found = data.get("memories") or []
+            if not found:
+                return t["not_found"]
+            title, when = _memory_parts(found[0], lang)
+            body = re.split(r"(?<=[.!?。])\s", str(found[0].get("body") or "").strip())[0]
+            return " ".join(t["found"].format(title=title, when=when, body=body).split())
+        return t["listen"]
+
     async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
-        """Yield the reply word by word (each with its trailing space), then a `Usage` that counts
-        words, not tokens (there is no tokenizer here): the history's in, the reply's out. Never raises."""
+        """Yield one ToolCall when a tool answers better (see `tool_call`); else the reply word by
+        word (each with its trailing space), then a `Usage` that counts words, not tokens (there is
+        no tokenizer here): the history's in, the reply's out. Never raises."""
+        call = self.tool_call(history, context)
+        if call is not None:
+            yield call
+            return
         words = self.reply(history, context).split(" ")
         for i, word in enumerate(words):
             yield TextDelta(word + (" " if i < len(words) - 1 else ""))

@@ -56,9 +56,12 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
         # Loopback outputs (and plain http to them) exist for the local fake Replicate only.
         raise RuntimeError("SILVERTALK_REPLICATE_ALLOW_LOOPBACK_OUTPUTS must be off in production")
     if settings.replicate_webhook_secret:
-        from server.generation.webhooks import secret_key
+        from server.standard_webhooks import secret_key
 
-        secret_key(settings.replicate_webhook_secret)  # a malformed secret fails the start, clearly
+        try:  # a malformed secret fails the start, clearly
+            secret_key(settings.replicate_webhook_secret)
+        except ValueError as e:
+            raise ValueError(f"SILVERTALK_REPLICATE_WEBHOOK_SECRET: {e}") from None
     runner(services)
     if not settings.replicate_api_token:
         log.info("generation: no SILVERTALK_REPLICATE_API_TOKEN, pictures and videos are off")

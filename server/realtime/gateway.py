@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,10 +42,13 @@ from pipeline.events import (
     SpeechStarted,
     TranscriptFinal,
 )
+from pipeline.reminders import ReminderClock
+from pipeline.tools import TOOL_SPECS
 from pipeline.turns import CallConfig
+from server.companion.call import CallCompanion
 from server.realtime import protocol as p
 from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
-from server.realtime.encoder import Encoder
+from server.realtime.encoder import Encoder, event_id
 from server.realtime.metrics import CallMetrics
 from server.realtime.session import Session
 from server.realtime.store import CallStore, load_user_facts
@@ -55,6 +59,8 @@ from storage.models import User
 log = logging.getLogger(__name__)
 router = APIRouter()
 SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
+#: Reminders wait for this much quiet after the caller or we last spoke: never over the caller.
+REMINDER_QUIET_S = 1.5
 IDLE_PROMPTS = {
     "ko": "아직 거기 계세요? 편하실 때 말씀해 주세요.",
     "en": "Are you still there? Take your time.",
@@ -141,6 +147,10 @@ class Call:
         self._send_lock = asyncio.Lock()
         self._persist: asyncio.Queue[tuple[OutputEvent, dict[str, float | str]] | None] = asyncio.Queue()
         self.conv: Conversation | None = None
+        self.companion: CallCompanion | None = None
+        self.reminders: ReminderClock | None = None
+        self._opening: str | None = None
+        self._side_tasks: set[asyncio.Task[Any]] = set()  # emergency alerts being stored
         # Barge-in, measured where bytes leave: when speech_started went out, and when each
         # reply's first and last audio went out (monotonic seconds).
         self._speech_started_at: float | None = None
@@ -169,11 +179,19 @@ class Call:
         self.metrics.calls_open.inc()
         self.metrics.calls_total.inc()
         saver: asyncio.Task[None] | None = None
+        engines: Any = None
         try:
             engines = await self.services.get_engines()
             facts = await load_user_facts(self.services.sessions, self.user)
             entry.conversation_id = await self.store.start(self.language)
-            self.conv = Conversation(engines, self._context(facts), self._config(self.session))
+            companion = CallCompanion(self.services, self.user, language=self.language, push=self._push)
+            companion.conversation_id = entry.conversation_id
+            self.companion = companion
+            self.reminders = await companion.reminders()
+            self._opening = self.reminders.opening(datetime.now(self.reminders.zone))
+            self.conv = Conversation(
+                engines, self._context(facts), self._config(self.session), tools=companion.tools
+            )
             await self.send(self.encoder.session_event("session.created"))
             saver = asyncio.create_task(self._save())  # outlives the call's tasks: every turn is stored
             async with asyncio.timeout(self.settings.realtime_max_call_s), asyncio.TaskGroup() as tg:
@@ -204,13 +222,18 @@ class Call:
                     await asyncio.wait_for(saver, self.settings.realtime_store_retry_s + 30)
             with contextlib.suppress(Exception):
                 await self.store.end()
+            if self.companion is not None and engines is not None and self.settings.call_summaries:
+                # New memories and a summary, in the background: the hang-up does not wait for them.
+                self.companion.after_call(engines.llm)
 
     def _context(self, facts: dict[str, Any]) -> ChatContext:
         name = self.user.display_name or ""
-        prompt = prompts.system_prompt(self.language, name, facts)
+        prompt = prompts.system_prompt(self.language, name, facts, tools=True)
         if self.session.instructions:
             prompt = f"{prompt}\n{self.session.instructions}"
-        return ChatContext(system_prompt=prompt, language=self.language, user_name=name, facts=facts)
+        return ChatContext(
+            system_prompt=prompt, language=self.language, user_name=name, facts=facts, tools=TOOL_SPECS
+        )
 
     def _config(self, session: Session) -> CallConfig:
         """The core's configuration for `session` (turn-detection defaults are the core's own)."""
@@ -229,6 +252,7 @@ class Call:
             lead_ms=float(s.realtime_audio_lead_ms),
             transcript_timeout_s=s.realtime_transcript_timeout_s,
             max_input_audio_s=s.realtime_max_input_audio_s,
+            emergency_number=s.emergency_number,
         )
         c.apology = prompts.apology(c.language)
         if (td := session.turn_detection) is not None:
@@ -317,6 +341,8 @@ class Call:
         )
         self.session = self.encoder.session = session
         conv.context = self._context(dict(conv.context.facts))
+        if self.companion is not None:
+            self.companion.set_language(self.language)
         await self.send(self.encoder.session_event("session.updated"))
 
     async def _create_item(self, conv: Conversation, e: p.CreateItem) -> None:
@@ -376,6 +402,19 @@ class Call:
             self._persist.put_nowait((event, self.conv.turn_timings(event.item_id)))
         if isinstance(event, ResponseDone):
             self.metrics.observe_response(event.status, event.timings)
+        caller_words = isinstance(event, TranscriptFinal) or (
+            isinstance(event, ItemCreated) and event.role == "user" and event.text
+        )
+        if caller_words and self.companion is not None:
+            # Words of emergency: the core already answers calmly; here the alert is stored and the
+            # family told, beside the call (never in its way).
+            task = asyncio.create_task(self.companion.emergency_reply(event.text))  # type: ignore[union-attr]
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _push(self, event: dict[str, Any]) -> None:
+        """A custom server event from the companion's tools (`silvertalk.photo.show`)."""
+        await self.send({**event, "event_id": event_id()})
 
     async def _save(self) -> None:
         """Store turns off the sending path: a slow database never delays the caller's audio."""
@@ -407,6 +446,7 @@ class Call:
             now = time.monotonic()
             if prompt_at is not None and conv.caller_idle_for(now) < now - prompt_at:
                 prompt_at = None  # they came back
+            self._remind(conv, now)
             if prompt_at is None and conv.idle_for(now) >= s.realtime_idle_prompt_s:
                 prompt_at = now
                 text = IDLE_PROMPTS.get(prompts.lang_key(self.language), IDLE_PROMPTS["en"])
@@ -421,6 +461,17 @@ class Call:
                 )
                 await self._close(1000, "idle")
                 raise _Hangup
+
+    def _remind(self, conv: Conversation, now: float) -> None:
+        """Say today's plan once the call is quiet, and each reminder as it comes due, between
+        turns: never while the caller speaks or we answer, and after a moment of quiet."""
+        if self.reminders is None or conv.busy or conv.idle_for(now) < REMINDER_QUIET_S:
+            return
+        lines = [self._opening] if self._opening else []
+        self._opening = None
+        lines += self.reminders.due(datetime.now(self.reminders.zone))
+        if lines:
+            conv.create_response(fixed_text=" ".join(lines))
 
     async def _end_when_draining(self) -> None:
         """The server is draining: end the call with 1012 (the client reconnects elsewhere).

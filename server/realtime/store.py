@@ -19,15 +19,21 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from storage.models import Conversation, Event, Memory, Turn, User
+from pipeline.reminders import Reminder
+from server.calendar import occurrences_between
+from server.photostore import user_zone
+from server.recurrence import local_day
+from storage.models import Conversation, Memory, Turn, User
+
+#: Bounds a pathological rule; a day holds far fewer events.
+DAY_EVENTS = 20
 
 log = logging.getLogger(__name__)
 
@@ -171,30 +177,13 @@ class CallStore:
 
 
 async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User) -> dict[str, Any]:
-    """Today's events (in the user's time zone) and their five most recent memories."""
-    try:
-        tz = ZoneInfo(user.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):  # validated on PATCH; old rows may still be odd
-        tz = ZoneInfo("Asia/Seoul")
-    now = datetime.now(tz)
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    """Today's events in the user's time zone (recurring ones expanded, as the home screen shows
+    them) and their five most recent memories."""
+    zone = user_zone(user.time_zone)
+    now = datetime.now(zone)
+    start, end = local_day(now.date(), zone)
     async with sessions() as s:
-        events = (
-            (
-                await s.execute(
-                    select(Event)
-                    .where(
-                        col(Event.user_id) == user.id,
-                        col(Event.starts_at) >= start.astimezone(UTC),
-                        col(Event.starts_at) < (start + timedelta(days=1)).astimezone(UTC),
-                    )
-                    .order_by(col(Event.starts_at))
-                    .limit(10)
-                )
-            )
-            .scalars()
-            .all()
-        )
+        events, _ = await occurrences_between(s, user, start, end, limit=DAY_EVENTS)
         memories = (
             (
                 await s.execute(
@@ -210,7 +199,18 @@ async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User
     return {
         "today": now.date().isoformat(),
         "today_events": [
-            {"title": e.title, "time": e.starts_at.astimezone(tz).strftime("%H:%M")} for e in events
+            {"title": e.title, "time": e.starts_at.astimezone(zone).strftime("%H:%M")} for e in events
         ],
         "memories": [{"title": m.title, "happened_on": m.happened_on, "place": m.place} for m in memories],
     }
+
+
+async def load_reminders(sessions: async_sessionmaker[AsyncSession], user: User) -> list[Reminder]:
+    """Today's occurrences in the user's zone as reminders for the call (recurring ones included)."""
+    zone = user_zone(user.time_zone)
+    start, end = local_day(datetime.now(zone).date(), zone)
+    async with sessions() as s:
+        events, _ = await occurrences_between(s, user, start, end, limit=DAY_EVENTS)
+    return [
+        Reminder(e.title, e.starts_at.astimezone(zone), e.remind_minutes_before, e.all_day) for e in events
+    ]

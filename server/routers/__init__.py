@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from server.generation import signing, webhooks
 from server.realtime import gateway, metrics
 from server.routers import (
+    alerts,
     auth,
     chat,
     conversations,
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     events.router,
     memories.router,
     conversations.router,
+    alerts.router,
     generations.router,
     chat.router,
     updates.router,

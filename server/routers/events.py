@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
@@ -14,20 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from server import cpu, recurrence
+from server.calendar import RULE_SLOTS, occurrences_between
 from server.deps import CurrentUser, SessionDep, parse_uuid
 from server.schemas.common import DEFAULT_LIMIT, MAX_LIMIT, Page, calendar_time, fetch_page
-from server.schemas.events import EventCreate, EventPublic, EventUpdate, OccurrenceList, OccurrencePublic
+from server.schemas.events import EventCreate, EventPublic, EventUpdate, OccurrenceList
 from storage.models import Event, User
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
 NOT_FOUND = HTTPException(404, "Event not found")
 MAX_RANGE = timedelta(days=400)
-# Rule work runs in at most this many threads at once per process, and one request expands for at
-# most this long before it answers with what it has (`truncated`): a user with thousands of rules
-# slows only their own answer.
-RULE_SLOTS = 2
-EXPAND_BUDGET_S = 1.0
 
 
 def _unmangle_offset(value: object) -> object:
@@ -116,56 +111,6 @@ async def list_events(
         descending=False,
     )
     return Page(items=[to_public(row[0]) for row in rows], next_cursor=next_cursor)
-
-
-async def occurrences_between(
-    session: AsyncSession, user: User, start: datetime, end: datetime, limit: int = recurrence.MAX_OCCURRENCES
-) -> tuple[list[OccurrencePublic], bool]:
-    """The user's occurrences overlapping [start, end) in time order, and whether the cap cut them."""
-    stmt = sa.select(Event).where(
-        col(Event.user_id) == user.id,
-        col(Event.starts_at) < end,
-        sa.or_(
-            col(Event.rrule).is_not(None),
-            col(Event.starts_at) >= start,
-            col(Event.ends_at) > start,
-        ),
-    )
-    events = (await session.execute(stmt)).scalars().all()
-
-    def expand_all() -> tuple[list[OccurrencePublic], bool]:
-        found: list[OccurrencePublic] = []
-        deadline = time.monotonic() + EXPAND_BUDGET_S
-        for event in events:
-            if time.monotonic() > deadline:
-                return found, True
-            zone = recurrence.event_zone(event.tz_offset_minutes, user.time_zone, event.starts_at)
-            for occ in recurrence.expand(
-                event.rrule,
-                event.starts_at.astimezone(zone),
-                event.ends_at.astimezone(zone) if event.ends_at else None,
-                start,
-                end,
-                limit + 1,
-            ):
-                found.append(
-                    OccurrencePublic(
-                        event_id=event.id,
-                        title=event.title,
-                        starts_at=occ.starts_at,
-                        ends_at=occ.ends_at,
-                        all_day=event.all_day,
-                        recurring=event.rrule is not None,
-                        rrule=event.rrule,
-                        remind_minutes_before=event.remind_minutes_before,
-                        notes=event.notes,
-                    )
-                )
-        return found, False
-
-    found, out_of_time = await cpu.run("rrule", RULE_SLOTS, expand_all)
-    found.sort(key=lambda o: (o.starts_at, str(o.event_id)))
-    return found[:limit], out_of_time or len(found) > limit
 
 
 @router.get("/events/{event_id}", response_model=EventPublic)

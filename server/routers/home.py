@@ -8,12 +8,12 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from sqlmodel import col
 
+from server.calendar import occurrences_between
 from server.deps import CurrentUser, SessionDep
 from server.photostore import to_public as photo_to_public
 from server.photostore import user_zone
 from server.recurrence import local_day
 from server.routers.conversations import latest_summarised
-from server.routers.events import occurrences_between
 from server.routers.memories import memories_public
 from server.schemas.home import HomePublic
 from server.schemas.users import UserPublic

@@ -277,3 +277,55 @@ def test_browser_records_tab_shows_photos_events_and_memories(
     expect(page.get_by_test_id("memories")).to_contain_text("Wedding day")
     expect(page.get_by_test_id("conversations")).to_contain_text("none yet")
     assert errors == []
+
+
+@pytest.mark.slow
+def test_browser_shows_the_photo_the_companion_shows(
+    tmp_path: Path, sqlite_url: str, speech_wav_48k: Path, browser_for: Any
+) -> None:
+    """The model calls show_photo after the caller's first turn: the page shows that photo large."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests import images
+    from tests.fakes.gemini import FakeGemini, Reply
+
+    def answer(body: dict[str, Any]) -> Reply:
+        # Every turn shows the photo (speculative replies that are discarded show nothing), then
+        # answers once the tool's result is back.
+        last = body["contents"][-1]["parts"]
+        if any("functionResponse" in part for part in last):
+            return Reply(text="Here it is.")
+        return Reply.call("show_photo", words="wedding")
+
+    with FakeGemini(reply=answer, ttft_s=0.05) as gemini:
+        settings = make_settings(
+            tmp_path, sqlite_url, preload_engines=True, llm_engine="gemini",
+            gemini_base_url=gemini.url, gemini_api_key=gemini.api_key,
+        )  # fmt: skip
+        server = LiveServer(settings)
+        settings.allowed_origins = [server.url]
+        with server, httpx.Client(base_url=server.url, trust_env=False, timeout=30) as http:
+            token = http.post("/v1/auth/dev-login", json={"name": "photo-test"}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            photo = images.upload_photo(http, auth, images.png(320, 240), caption="Our wedding")
+            memory = {"title": "Wedding day", "photo_ids": [photo["id"]]}
+            assert http.post("/v1/memories", headers=auth, json=memory).status_code == 201
+
+            browser = browser_for(
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={speech_wav_48k}",
+            )
+            page, errors = open_page(browser, server)
+            dev_login(page, "photo-test")
+            page.get_by_test_id("language").select_option("en")
+            page.get_by_test_id("call").click()
+            shown = page.get_by_test_id("photo-show")
+            expect(shown).to_be_visible(timeout=90_000)
+            expect(page.get_by_test_id("photo-show-caption")).to_have_text("Wedding day · Our wedding")
+            wait_until(page, "() => document.querySelector('[data-testid=photo-show-img]').naturalWidth > 0")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-photo.png"))
+            page.get_by_test_id("hangup").click()
+            assert errors == []

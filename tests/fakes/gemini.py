@@ -247,6 +247,9 @@ class FakeGemini(ScriptedFake):
         payload = await request.json()
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(Recorded("POST", request.url.path, version, model, headers, payload))
+        problem = unanswered_calls(payload.get("contents") or [])
+        if problem:
+            return JSONResponse(_error_body(400, problem), status_code=400)
         reply = self._next_reply(payload)
         ttft = self.ttft_s if reply.ttft_s is None else reply.ttft_s
         if reply.hang:
@@ -294,6 +297,30 @@ class FakeGemini(ScriptedFake):
                     "totalTokenCount": 30,
                 }
             yield _sse(chunk)
+
+
+def unanswered_calls(contents: list[dict[str, Any]]) -> str | None:
+    """What the real API refuses with 400: a model turn's functionCall parts must be answered by
+    functionResponse parts with the same names in the very next (user) turn, and a functionResponse
+    must answer one."""
+    for i, content in enumerate(contents):
+        parts = content.get("parts") or []
+        responses = [p["functionResponse"].get("name") for p in parts if "functionResponse" in p]
+        if responses:
+            before = contents[i - 1] if i else {}
+            calls = [p["functionCall"].get("name") for p in before.get("parts") or [] if "functionCall" in p]
+            if before.get("role") != "model" or sorted(calls) != sorted(responses):
+                return (
+                    "Please ensure that function response turn comes immediately after a function call turn."
+                )
+        calls = [p["functionCall"].get("name") for p in parts if "functionCall" in p]
+        if calls and i + 1 < len(contents):
+            after = contents[i + 1].get("parts") or []
+            if not any("functionResponse" in p for p in after):
+                return (
+                    "Please ensure that function call turn comes immediately before a function response turn."
+                )
+    return None
 
 
 def _sse(obj: dict[str, Any]) -> bytes:

@@ -54,6 +54,9 @@ class FakeChat(ScriptedFake):
         body = await request.json()
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(Recorded("POST", request.url.path, "v1", body.get("model", ""), headers, body))
+        problem = unanswered_tool_calls(body.get("messages") or [])
+        if problem:
+            return JSONResponse(_error(400, problem), status_code=400)
         reply = self._next_reply(body)
         ttft = self.ttft_s if reply.ttft_s is None else reply.ttft_s
         if reply.hang:
@@ -109,6 +112,23 @@ class FakeChat(ScriptedFake):
             obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
             yield f"data: {json.dumps({**obj, 'choices': [], 'usage': counts})}\n\n".encode()
         yield b"data: [DONE]\n\n"
+
+
+def unanswered_tool_calls(messages: list[dict[str, Any]]) -> str | None:
+    """What OpenAI-style servers refuse with 400: an assistant message with `tool_calls` must be
+    followed by one `tool` message per call id, and a `tool` message must answer such a call."""
+    open_ids: set[str] = set()
+    for m in messages:
+        if m.get("role") == "tool":
+            if m.get("tool_call_id") not in open_ids:
+                return "messages with role 'tool' must be a response to a preceding message with 'tool_calls'"
+            open_ids.discard(m["tool_call_id"])
+            continue
+        if open_ids:
+            return "an assistant message with 'tool_calls' must be followed by tool messages for each id"
+        if m.get("role") == "assistant":
+            open_ids = {c["id"] for c in m.get("tool_calls") or []}
+    return None
 
 
 def _error(status: int, message: str) -> dict[str, Any]:

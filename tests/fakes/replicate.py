@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 
 from server.generation.prompts import IMAGE_ASPECT_RATIOS, VIDEO_ASPECT_RATIOS
-from server.generation.webhooks import sign
+from server.standard_webhooks import sign
 from tests.conftest import LiveServer, dev_login, make_settings
 
 IMAGE_MODEL = "black-forest-labs/flux-schnell"

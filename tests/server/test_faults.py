@@ -90,6 +90,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterat
             gemini_base_url=gemini.url,
             gemini_api_key=gemini.api_key,
             llm_timeout_s=2.0,
+            call_summaries=False,  # no after-call request may take a reply scripted for a test
         )
         with LiveServer(settings) as live:
             direct = urlunsplit(pg._replace(path=f"/{pg_database}"))

@@ -60,6 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, gemini: FakeGemini) -> Iter
         llm_engine="gemini",
         gemini_base_url=gemini.url,
         gemini_api_key=gemini.api_key,
+        call_summaries=False,  # no after-call request may take a reply scripted for a test
     )
     with LiveServer(settings) as live:
         yield live

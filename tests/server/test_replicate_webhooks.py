@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from server.generation.webhooks import BadWebhook, sign, verify
+from server.standard_webhooks import BadWebhook, sign, verify
 from storage import db
 from storage.models import WebhookDelivery, utcnow
 from tests.fakes.replicate import FakeReplicate, live_app, login, wait_for
