@@ -20,13 +20,9 @@ HEIC/HEIF becomes JPEG (quality 95), which every browser and phone can show.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import io
 import threading
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
@@ -276,24 +272,3 @@ def _encode_jpeg(im: Image.Image, quality: int, icc: bytes | None) -> bytes:
     extra = {"icc_profile": icc} if icc else {}
     _flatten(im).save(buf, "JPEG", quality=quality, optimize=True, **extra)
     return buf.getvalue()
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the OS after a decode (glibc's malloc_trim; elsewhere nothing).
-
-    glibc keeps freed blocks in its per-thread arenas, and a decode's blocks (Pillow allocates in
-    16 MiB blocks, above glibc's adaptive mmap threshold once one has been freed) come from there:
-    without this, each worker thread that ever decoded a large photo held on to its peak for good.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import ServerError, cpu, images
+from server import ServerError, allocator, cpu, images
 from server.schemas.photos import PhotoPublic, PhotoUrls
 from storage.models import Photo, User
 
@@ -67,7 +67,7 @@ def _process(data: bytes, max_pixels: int, max_decode_bytes: int, zone: tzinfo) 
     try:
         return images.process(data, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes, default_tz=zone)
     finally:
-        images.release_memory()
+        allocator.release_memory()
 
 
 async def save_photo(
