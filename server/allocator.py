@@ -1,9 +1,8 @@
 """Handing freed memory back to the operating system (glibc's `malloc_trim`; elsewhere nothing).
 
-glibc keeps freed blocks in per-thread arenas, and our model threads (Whisper, Piper, Smart Turn)
-and decode threads each free large numpy and Pillow buffers there: without a trim, a long-running
-process keeps every thread's peak. The photo decoder trims after each decode, the gateway after
-each call.
+glibc keeps freed blocks in per-thread arenas; a photo decode frees buffers of hundreds of MB
+there, and without a trim each decode thread keeps its peak for good. (Trimming after every call
+as well did not change the soak's slow growth, so calls do not.)
 """
 
 from __future__ import annotations

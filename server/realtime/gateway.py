@@ -45,7 +45,6 @@ from pipeline.events import (
 from pipeline.reminders import ReminderClock
 from pipeline.tools import TOOL_SPECS
 from pipeline.turns import CallConfig
-from server import allocator
 from server.companion.call import CallCompanion
 from server.realtime import protocol as p
 from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
@@ -218,7 +217,6 @@ class Call:
             # to a database that is briefly away (the store retries for `realtime_store_retry_s`).
             await self.registry.close(entry)
             self.metrics.calls_open.dec()
-            await asyncio.to_thread(allocator.release_memory)  # what the call's engines freed
             if saver is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(saver, self.settings.realtime_store_retry_s + 30)
