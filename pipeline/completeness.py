@@ -86,13 +86,17 @@ def judge(text: str, language: str) -> Verdict:
 
 
 def _english(text: str) -> Verdict:
-    if text.endswith(("?", "!")):
-        return Verdict(Completeness.COMPLETE, f"ends on {text[-1]!r}")
     words = _EN_WORD.findall(text.lower().replace("\u2019", "'"))
     if not words:
-        return Verdict(Completeness.UNSURE, "no English words")
+        return Verdict(
+            Completeness.COMPLETE if text.endswith(("?", "!")) else Completeness.UNSURE, "no words"
+        )
     last = words[-1]
     if last in _EN_OPEN_WORDS:
+        if text.endswith("?"):
+            # Whisper puts a question mark on fragments too ("Could you remind me to?"), but a real
+            # question may end on a preposition ("Where are you from?"): the sound decides.
+            return Verdict(Completeness.UNSURE, f"a question ending on the function word {last!r}")
         return Verdict(Completeness.INCOMPLETE, f"ends on the function word {last!r}")
     return Verdict(Completeness.COMPLETE, f"ends on {last!r}")
 

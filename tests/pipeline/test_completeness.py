@@ -82,3 +82,10 @@ def test_words_no_rule_knows_are_unsure() -> None:
     """Words no rule knows leave the decision to the sound and the pauses."""
     assert judge("음", "ko").state is Completeness.UNSURE
     assert judge("...!?", "en").state in (Completeness.UNSURE, Completeness.COMPLETE)
+
+
+def test_a_question_ending_on_a_function_word_is_left_to_the_sound() -> None:
+    """ "Could you remind me to?" (a fragment Whisper punctuated) and "Where are you from?" read alike."""
+    assert judge("Could you remind me to?", "en").state is Completeness.UNSURE
+    assert judge("Where are you from?", "en").state is Completeness.UNSURE
+    assert judge("Is it raining?", "en").state is Completeness.COMPLETE
