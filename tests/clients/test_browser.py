@@ -90,6 +90,21 @@ def dev_login(page: Any, name: str) -> None:
     page.get_by_test_id("call").wait_for(state="visible", timeout=10_000)
 
 
+def english_page_with_mic(
+    browser_for: Any, server: LiveServer, speech: Path, name: str
+) -> tuple[Any, list[str]]:
+    """A logged-in English page in a Chromium whose microphone plays `speech` (a 48 kHz WAV)."""
+    browser = browser_for(
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech}",
+    )
+    page, errors = open_page(browser, server)
+    dev_login(page, name)
+    page.get_by_test_id("language").select_option("en")
+    return page, errors
+
+
 def wait_until(page: Any, expression: str, arg: Any = None, timeout_s: float = 30) -> None:
     """Poll `expression` in the page every 100 ms (requestAnimationFrame polling lags in headless)."""
     page.wait_for_function(expression, arg=arg, polling=100, timeout=timeout_s * 1000)
@@ -106,14 +121,7 @@ def test_browser_call_shows_words_plays_reply_and_stops_on_barge_in(
     """JFK as the mic: his words show, the reply plays, speech over it stops playback; a drop reconnects."""
     from playwright.sync_api import expect
 
-    browser = browser_for(
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={speech_wav_48k}",
-    )
-    page, errors = open_page(browser, live_server)
-    dev_login(page, "browser-test")
-    page.get_by_test_id("language").select_option("en")
+    page, errors = english_page_with_mic(browser_for, live_server, speech_wav_48k, "browser-test")
     page.get_by_test_id("speed").select_option("0.8")  # slower, longer replies: room for the barge-in
     page.get_by_test_id("call").click()
     state = page.get_by_test_id("call-state")
@@ -315,14 +323,7 @@ def test_browser_shows_the_photo_the_companion_shows(
             memory = {"title": "Wedding day", "photo_ids": [photo["id"]]}
             assert http.post("/v1/memories", headers=auth, json=memory).status_code == 201
 
-            browser = browser_for(
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={speech_wav_48k}",
-            )
-            page, errors = open_page(browser, server)
-            dev_login(page, "photo-test")
-            page.get_by_test_id("language").select_option("en")
+            page, errors = english_page_with_mic(browser_for, server, speech_wav_48k, "photo-test")
             page.get_by_test_id("call").click()
             shown = page.get_by_test_id("photo-show")
             expect(shown).to_be_visible(timeout=90_000)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.clients.conftest import JFK_WORDS
-from tests.clients.test_browser import ARTIFACTS, browser_for, dev_login, open_page, wait_until
+from tests.clients.test_browser import ARTIFACTS, browser_for, english_page_with_mic, wait_until
 from tests.conftest import LiveServer
 
 __all__ = ["browser_for"]  # the fixture, shared
@@ -20,14 +20,7 @@ def test_hold_to_record_release_to_send_hear_the_answer(
     live_server: LiveServer, speech_wav_48k: Path, browser_for: Any
 ) -> None:
     """Holding the button records JFK; letting go sends it; his words, the answer and its audio show up."""
-    browser = browser_for(
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={speech_wav_48k}",
-    )
-    page, errors = open_page(browser, live_server)
-    dev_login(page, "browser-vm")
-    page.get_by_test_id("language").select_option("en")
+    page, errors = english_page_with_mic(browser_for, live_server, speech_wav_48k, "browser-vm")
     page.get_by_test_id("tab-messages").click()
     button = page.get_by_test_id("vm-record")
     box = button.bounding_box()
