@@ -3,7 +3,9 @@
 Whisper closes almost every fragment with a full stop ("My late husband and I used to."), so a
 trailing "." says nothing and is ignored; what counts is the last word. English: a turn that ends
 on an article, a preposition, an auxiliary, a conjunction, a subject pronoun or a possessive ("the",
-"to", "was", "and", "I", "my") is not finished. Korean: a connective ending (-고, -는데, -서, -면,
+"to", "was", "and", "I", "my") is not finished; nor is a sentence that opens a dependent clause
+("When the children were small", "If it rains tomorrow") and has no main clause after it yet.
+Korean: a connective ending (-고, -는데, -서, -면,
 -지만, -니까, -거든, ...) or a case particle on the last word means more is coming; a final
 ending (-요, -다, -까, -죠, -네, ...) closes the sentence. Anything else is `UNSURE`, and the
 audio model and the speaker's own pauses decide (see `pipeline.turn_end`).
@@ -66,6 +68,15 @@ _KO_PARTICLE = sorted(
     key=len,
     reverse=True,
 )
+#: Words that open a dependent clause: a sentence that starts with one needs a main clause too.
+_EN_SUBORDINATORS = frozenset(_words("when whenever if because while although though unless"))
+#: These are prepositions too ("After lunch." answers a question): a clause only with a subject next.
+_EN_SUBORDINATING_PREPOSITIONS = frozenset(_words("after before since until once"))
+#: Words that open a clause (a subject), for finding the main clause after a dependent one.
+_EN_SUBJECTS = frozenset(_words("i we you he she they it there my our his her their"))
+#: After "when"/"if"/..., an auxiliary makes it a question ("When is the doctor coming"), not a clause.
+_EN_QUESTION_AUX = frozenset(_words("is are was were am do does did will would can could should have has"))
+_SENTENCE_END = re.compile(r"[.!?\u2026]\s+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _EN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
@@ -98,7 +109,36 @@ def _english(text: str) -> Verdict:
             # question may end on a preposition ("Where are you from?"): the sound decides.
             return Verdict(Completeness.UNSURE, f"a question ending on the function word {last!r}")
         return Verdict(Completeness.INCOMPLETE, f"ends on the function word {last!r}")
+    if not text.endswith(("?", "!")) and (opener := _dependent_clause_only(text)) is not None:
+        return Verdict(Completeness.INCOMPLETE, f"a clause opened by {opener!r} without its main clause")
     return Verdict(Completeness.COMPLETE, f"ends on {last!r}")
+
+
+def _dependent_clause_only(text: str) -> str | None:
+    """The subordinator when the last sentence of `text` is a dependent clause with nothing after it.
+
+    "When the children were small." opens with "when" and never reaches a main clause; "When I was
+    young we lived by the sea." does (a second subject, "we"), and so does anything after a comma
+    ("If it rains, I stay home."). "When is the doctor coming." is a question, not a clause. A
+    main clause with no pronoun for a subject ("When the doctor came the nurse left") is missed:
+    that only makes us wait longer, the safe side.
+    """
+    sentence = _SENTENCE_END.split(text.strip())[-1]
+    if "," in sentence or ";" in sentence:
+        return None
+    words = _EN_WORD.findall(sentence.lower().replace("\u2019", "'"))
+    if len(words) < 3 or words[1] in _EN_QUESTION_AUX or words[1] == "of":  # "because of the rain"
+        return None
+    first_subject = words[1].split("'")[0] in _EN_SUBJECTS
+    if words[0] not in _EN_SUBORDINATORS and not (
+        words[0] in _EN_SUBORDINATING_PREPOSITIONS and first_subject
+    ):
+        return None
+    # The dependent clause's own subject comes first; a second subject starts the main clause.
+    subjects = [i for i, w in enumerate(words[1:], 1) if w.split("'")[0] in _EN_SUBJECTS]
+    if len(subjects) >= 2 or (subjects and subjects[0] > 1):
+        return None
+    return words[0]
 
 
 def _korean(text: str) -> Verdict:

@@ -89,3 +89,32 @@ def test_a_question_ending_on_a_function_word_is_left_to_the_sound() -> None:
     assert judge("Could you remind me to?", "en").state is Completeness.UNSURE
     assert judge("Where are you from?", "en").state is Completeness.UNSURE
     assert judge("Is it raining?", "en").state is Completeness.COMPLETE
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["When the children were small.", "If it rains tomorrow.", "Because my son is busy.", "After I retired."],
+)
+def test_a_dependent_clause_without_its_main_clause_is_incomplete(text: str) -> None:
+    """ "When the children were small." ends on a content word but is only the first half of a sentence."""
+    verdict = judge(text, "en")
+    assert verdict.state is Completeness.INCOMPLETE
+    assert "main clause" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "When the children were small we went to the mountains every summer.",
+        "When I was young we lived in a small house near the sea.",
+        "If it rains, I stay home.",
+        "After lunch.",  # a short answer: "after" is a preposition here
+        "Because of the rain.",
+        "When is the doctor coming.",  # a question Whisper closed with a full stop
+        "Before the war we lived in Busan.",
+    ],
+)
+def test_a_dependent_clause_with_its_main_clause_or_an_answer_is_complete(text: str) -> None:
+    """A main clause after the dependent one (a second subject, or a comma), a prepositional
+    answer and a question are finished sentences."""
+    assert judge(text, "en").state is Completeness.COMPLETE
