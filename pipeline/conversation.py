@@ -67,6 +67,7 @@ class Conversation:
         self._ep = Endpointer(words_decide=True)
         self.transcripts = Transcripts(core, on_words=self._words_known)
         self.floor = Floor(core, self._ep, self.transcripts)
+        self.floor.on_rejoined = self._rejoined
         self.turn_end = EndOfTurn(getattr(engines, "turn", None), TurnEndPolicy(), core.spawn, clock)
         self._splitter = FrameSplitter()
         self._input: list[PCM] = []  # audio since the last commit/clear (turn detection off)
@@ -208,7 +209,8 @@ class Conversation:
             return  # ended on the client's request, or with no decision made (no speculation)
         turn.end_of_turn = decision.as_timings()
         log.info(
-            "end of turn %s after %d ms of silence: %s (words %s: %s; sound p=%s; learned %d ms)",
+            "end of turn %s after %d ms of silence: %s (words %s: %s; sound p=%s; learned %d ms; "
+            "patience %d ms)",
             turn.id,
             event.silence_ms,
             decision.reason,
@@ -216,7 +218,15 @@ class Conversation:
             decision.words_reason or "-",
             "-" if decision.audio_p is None else f"{decision.audio_p:.2f}",
             decision.learned_ms,
+            decision.patience_ms,
         )
+
+    def _rejoined(self, item: Item) -> None:
+        """They went on after a turn we ended in their pause (the two are one now): when its words
+        read finished, the rules could not have known, so this caller gets more time from now on."""
+        joined = item.continues
+        if joined is not None and item.pause_before_ms is not None:
+            self.turn_end.went_on(item.pause_before_ms, joined.end_of_turn)
 
     def _words_known(self, item: Item) -> None:
         """A committed turn's words are in: the endpointer learns whether its end was a pause

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pipeline import emergency, turns
 from pipeline.bargein import BargeIn, Verdict
@@ -69,6 +69,8 @@ class Floor:
         self._stamps: dict[str, float] = {}
         #: When the caller's speech last had a voiced frame (the turn's speech_end stamp).
         self.last_voiced = core.clock()
+        #: Called with a committed turn that carried on an earlier one (the two became one).
+        self.on_rejoined: Callable[[Item], None] | None = None
 
     @property
     def replying(self) -> bool:
@@ -93,7 +95,7 @@ class Floor:
         self.transcripts.begin_turn(item)
         rejoin = turns.rejoins(self.open, self.reply, event.gap_ms, config, core.clock())
         if rejoin and core.stt.duration_s < REJOIN_MAX_S:
-            item.continues = self.open
+            item.continues, item.pause_before_ms = self.open, event.gap_ms
             core.stt.carry_on()
         else:
             core.stt.reset()
@@ -177,6 +179,8 @@ class Floor:
             # One utterance after all: this turn's transcript covers the earlier one's words.
             core.items.remove(joined)
             core.emit(ItemDeleted(joined.id))
+            if self.on_rejoined is not None:
+                self.on_rejoined(item)
         previous = core.previous_id()
         item.status = "completed"
         core.items.append(item)

@@ -6,7 +6,12 @@ before the turn is over (it asks again whenever a signal arrives or changes):
 1. the words: `pipeline.completeness.judge` on the transcript so far (None while decoding);
 2. the sound: the audio end-of-turn model's probability that the speaker has finished (Smart Turn;
    None until it has answered, or when no model is configured);
-3. the speaker: the silence their own pauses call for (`Endpointer.required_silence_ms`).
+3. the speaker: the silence their own pauses call for (`Endpointer.required_silence_ms`), and
+   their *patience*: once this caller went on after a pause in a turn whose words (and sound) read
+   finished (the turn was rejoined), they pause mid-thought after whole phrases ("I saw an old
+   photo ... of my wedding day"), and no rule on words or sound can tell; from then on no turn of
+   theirs that is not plainly unfinished ends before `went_on_factor` x the longest such pause
+   (at most `max_ms`).
 
 The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
 waiting too long after a finished sentence is the second worst)::
@@ -20,6 +25,8 @@ waiting too long after a finished sentence is the second worst)::
     unsure       finished           learned
     unsure       unfinished / none  max(learned, doubt_ms)
 
+and every row but the first two waits at least the caller's patience (0 until they went on).
+
 Each `Decision` carries its inputs and a reason, so the core can log it and store it with the
 turn's timings: a wrong decision can be understood afterwards.
 """
@@ -28,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +45,9 @@ from pipeline.completeness import Completeness, Verdict, judge
 from pipeline.engines.base import PCM, EndOfTurnModel
 
 log = logging.getLogger(__name__)
+
+#: How many of a caller's went-on pauses are remembered (the longest of them sets the patience).
+WENT_ON_HISTORY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,8 @@ class TurnEndPolicy:
     doubt_ms: int = 1600
     #: The audio model's probability above which the sound says "finished".
     audio_threshold: float = 0.5
+    #: Patience: a caller who went on after a finished-looking pause of P ms gets this x P.
+    went_on_factor: float = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,7 @@ class Decision:
     words_reason: str | None
     audio_p: float | None
     learned_ms: int
+    patience_ms: int = 0
 
     def as_timings(self) -> dict[str, float | str]:
         """The decision in the shape stored with a turn's timings (numbers and short strings)."""
@@ -68,6 +82,8 @@ class Decision:
             "end_reason": self.reason,
             "end_learned_ms": float(self.learned_ms),
         }
+        if self.patience_ms:
+            out["end_patience_ms"] = float(self.patience_ms)
         if self.words is not None:
             out["end_words"] = self.words.value
         if self.audio_p is not None:
@@ -75,7 +91,13 @@ class Decision:
         return out
 
 
-def decide(words: Verdict | None, audio_p: float | None, learned_ms: int, policy: TurnEndPolicy) -> Decision:
+def decide(
+    words: Verdict | None,
+    audio_p: float | None,
+    learned_ms: int,
+    policy: TurnEndPolicy,
+    patience_ms: int = 0,
+) -> Decision:
     """The silence that ends the turn now, given what is known (see the module's table)."""
     learned = min(max(learned_ms, policy.finished_ms), policy.max_ms)
     doubt = min(max(learned, policy.doubt_ms), policy.max_ms)
@@ -97,6 +119,9 @@ def decide(words: Verdict | None, audio_p: float | None, learned_ms: int, policy
         silence, reason = learned, "words unsure, sound finished"
     else:
         silence, reason = doubt, "words unsure, sound unfinished or unknown"
+    patience = min(patience_ms, policy.max_ms)
+    if state not in (None, Completeness.INCOMPLETE) and patience > silence:
+        silence, reason = patience, f"{reason}; this caller went on after such pauses"
     return Decision(
         silence_ms=silence,
         reason=reason,
@@ -104,6 +129,7 @@ def decide(words: Verdict | None, audio_p: float | None, learned_ms: int, policy
         words_reason=None if words is None else words.reason,
         audio_p=audio_p,
         learned_ms=learned_ms,
+        patience_ms=patience,
     )
 
 
@@ -114,7 +140,8 @@ class EndOfTurn:
     pause (the audio model runs then, off the loop, and once more if the pause grows past
     `rerun_after_s`), `resumed` when the caller speaks on, and `silence_ms` on every frame of the
     turn (cheap: words are judged once per transcript, the table is recomputed only when an input
-    changes). `decision` is the last one made, for the log and the turn's stored timings.
+    changes), and `went_on` when a turn that had ended in a pause was carried on (rejoined).
+    `decision` is the last one made, for the log and the turn's stored timings.
     """
 
     def __init__(
@@ -136,6 +163,34 @@ class EndOfTurn:
         self._reruns = 0
         self._audio: Callable[[], PCM] | None = None
         self._key: tuple[Any, ...] | None = None
+        #: Pauses (ms) after which this caller went on although the turn had ended as finished.
+        self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
+
+    @property
+    def patience_ms(self) -> int:
+        """The least silence that ends a turn of this caller's that is not plainly unfinished."""
+        if not self.went_on_after:
+            return 0
+        return int(self.policy.went_on_factor * max(self.went_on_after))
+
+    def went_on(self, pause_ms: int, ended: Mapping[str, float | str]) -> None:
+        """The caller carried on `pause_ms` after a turn we had ended (`ended`: that turn's stored
+        decision, `Decision.as_timings`), and the two became one turn.
+
+        Learned only when that turn ended on words that were not unfinished: the rules could not
+        have known, so from now on this caller gets more time.
+        """
+        words, silence = ended.get("end_words"), ended.get("end_silence_ms")
+        if words in (None, Completeness.INCOMPLETE.value) or not isinstance(silence, float):
+            return
+        if pause_ms < silence:
+            return  # they started within the silence we required: not a pause we cut
+        self.went_on_after.append(pause_ms)
+        log.info(
+            "the caller went on after a %d ms pause that ended a turn: patience %d ms",
+            pause_ms,
+            self.patience_ms,
+        )
 
     def begin(self) -> None:
         """A new turn: forget the last one's signals."""
@@ -158,10 +213,11 @@ class EndOfTurn:
         if text is not None and (self._words is None or self._words[0] != text):
             self._words = (text, judge(text, language))
         words = self._words[1] if text is not None and self._words is not None else None
-        key = (words, self._audio_p, learned_ms)
+        patience = self.patience_ms
+        key = (words, self._audio_p, learned_ms, patience)
         if key != self._key or self.decision is None:
             self._key = key
-            self.decision = decide(words, self._audio_p, learned_ms, self.policy)
+            self.decision = decide(words, self._audio_p, learned_ms, self.policy, patience)
         if (
             self._paused_at is not None
             and self._reruns == 0

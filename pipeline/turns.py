@@ -103,6 +103,8 @@ class Item:
     announced: bool = False
     #: The user turn this one carries on: the caller spoke again before hearing our answer to it.
     continues: Item | None = None
+    #: With `continues`: the caller's pause (ms) between that turn's last word and this one.
+    pause_before_ms: int | None = None
     #: How its end was decided (`pipeline.turn_end.Decision.as_timings`), for the stored timings.
     end_of_turn: dict[str, float | str] = field(default_factory=dict)
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pipeline.events import ItemDeleted, ReplyAudio, ResponseStarted, SpeechStopped
+from pipeline.events import ItemDeleted, ReplyAudio, ResponseDone, ResponseStarted, SpeechStopped
 from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech
 
 
@@ -87,3 +87,46 @@ async def test_speaking_on_while_the_first_words_play_rejoins_the_turn(call: Cal
     await call.feed(silence(500))
     await call.until(ItemDeleted)
     assert call.of(ItemDeleted)[0].item_id == turn_before.id
+
+
+async def test_a_caller_who_went_on_after_a_finished_pause_gets_more_time(call: Call) -> None:
+    """ "I saw an old photo ... of my wedding day": words and sound both read finished at the pause,
+    so the first time the turn ends and is rejoined; from then on this caller's finished-looking
+    turns wait 1.5x that pause, and the same pause no longer ends a turn."""
+    call.engines.turn = FakeTurnModel(0.93)
+    call.conv.turn_end.model = call.engines.turn
+    call.conv.config.lead_ms = 100
+    await call.feed(speech(900))
+    await call.feed(silence(1000))  # a pause of 1 s after a whole phrase: the turn ends at 350 ms
+    assert len(call.of(SpeechStopped)) == 1
+    assert call.conv.turn_end.patience_ms == 0
+    await call.feed(speech(900))  # ... and they go on: rejoined
+    await call.feed(silence(600))
+    await call.until(ItemDeleted)
+    assert 1500 <= call.conv.turn_end.patience_ms <= 1600  # 1.5 x the ~1 s pause
+    await call.until(ResponseDone, 2)  # they hear our answer out (the first was cut), then speak
+    stopped = len(call.of(SpeechStopped))
+    await call.feed(speech(900))
+    await call.feed(silence(1200))  # the same kind of pause now stays inside the turn
+    assert len(call.of(SpeechStopped)) == stopped
+    await call.feed(speech(900))
+    await call.feed(silence(1700))
+    assert len(call.of(SpeechStopped)) == stopped + 1
+    last = next(i for i in reversed(call.conv.items) if i.role == "user")
+    assert last.end_of_turn["end_silence_ms"] == last.end_of_turn["end_patience_ms"]
+    assert "went on" in str(last.end_of_turn["end_reason"])
+
+
+async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(call: Call) -> None:
+    """A new turn after they heard our answer is an answer: the next turn still ends quickly."""
+    call.engines.turn = FakeTurnModel(0.93)
+    call.conv.turn_end.model = call.engines.turn
+    call.conv.config.lead_ms = 100
+    await call.feed(speech(900))
+    await call.feed(silence(400))
+    await call.until(ResponseDone)
+    await call.feed(speech(900))
+    await call.feed(silence(420))
+    assert not call.of(ItemDeleted)
+    assert len(call.of(SpeechStopped)) == 2
+    assert call.conv.turn_end.patience_ms == 0

@@ -48,3 +48,25 @@ def test_a_decision_carries_its_inputs_for_the_log() -> None:
         "end_words": "complete",
         "end_audio_p": 0.812,
     }
+
+
+@pytest.mark.parametrize(
+    ("words", "audio_p", "patience", "want"),
+    [
+        (DONE, 0.9, 1500, 1500),  # both finished, but this caller went on after such a pause
+        (DONE, 0.1, 1500, 1600),  # a longer wait already covers it
+        (UNSURE, 0.9, 1800, 1800),
+        (DONE, 0.9, 9000, 2500),  # never past the maximum
+        (OPEN, 0.9, 1500, 2500),  # unfinished words wait the maximum anyway
+    ],
+)
+def test_a_callers_patience_is_a_floor_under_the_table(
+    words: Verdict, audio_p: float, patience: int, want: int
+) -> None:
+    """Once a caller went on after a finished-looking pause, no turn that is not plainly
+    unfinished ends sooner than their patience, and the reason says so."""
+    d = decide(words, audio_p, 700, POLICY, patience)
+    assert d.silence_ms == want
+    if want == patience:
+        assert d.reason.endswith("this caller went on after such pauses")
+        assert d.as_timings()["end_patience_ms"] == patience
