@@ -20,7 +20,7 @@ waiting too long after a finished sentence is the second worst)::
     unfinished   any                max_ms       ("My late husband and I used to.")
     no words     any                max_ms       (still decoding: decided again when they come)
     finished     finished           finished_ms  (both agree: answer quickly)
-    finished     not yet answered   learned      (the model answers within ~100 ms; decide again)
+    finished     not yet answered   learned      (asked once the words are in; ~100 ms; decide again)
     finished     unfinished         max(learned, doubt_ms)
     unsure       finished           learned
     unsure       unfinished / none  max(learned, doubt_ms)
@@ -136,12 +136,13 @@ def decide(
 class EndOfTurn:
     """One call's end-of-turn signals for the turn in progress, and the silence they decide.
 
-    The conversation calls `begin` when a turn starts, `paused` when the endpointer announces a
-    pause (the audio model runs then, off the loop, and once more if the pause grows past
-    `rerun_after_s`), `resumed` when the caller speaks on, and `silence_ms` on every frame of the
-    turn (cheap: words are judged once per transcript, the table is recomputed only when an input
-    changes), and `went_on` when a turn that had ended in a pause was carried on (rejoined).
-    `decision` is the last one made, for the log and the turn's stored timings.
+    The conversation calls `begin` when a turn starts; `paused` when the endpointer announces a
+    pause (the audio model judges the sound of that moment, off the loop, once the words are in
+    and are not plainly unfinished, and once more if the pause grows past `rerun_after_s`);
+    `resumed` when the caller speaks on; `silence_ms` on every frame of the turn (cheap: words are
+    judged once per transcript, the table is recomputed only when an input changes); and
+    `went_on` when a turn that had ended in a pause was carried on (rejoined). `decision` is the
+    last one made, for the log and the turn's stored timings.
     """
 
     def __init__(
@@ -162,6 +163,8 @@ class EndOfTurn:
         self._paused_at: float | None = None
         self._reruns = 0
         self._audio: Callable[[], PCM] | None = None
+        self._heard: PCM | None = None  # the sound as the pause began, for the model
+        self._asked = False  # the model was asked about this pause
         self._key: tuple[Any, ...] | None = None
         #: Pauses (ms) after which this caller went on although the turn had ended as finished.
         self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
@@ -198,44 +201,56 @@ class EndOfTurn:
         self._words, self.decision, self._key = None, None, None
 
     def paused(self, audio: Callable[[], PCM]) -> None:
-        """The caller fell silent: judge the sound of the turn so far (`audio()`: 16 kHz, ending now)."""
+        """The caller fell silent (`audio()`: the turn so far, 16 kHz, ending now). The sound as
+        the pause began is kept; the model judges it once the words are in and are not plainly
+        unfinished (a wait for unfinished words is the longest whatever the sound), so it never
+        competes with the final decode for the CPU, nor runs when its answer cannot matter."""
         self._paused_at, self._reruns, self._audio = self._clock(), 0, audio
-        self._predict()
+        self._heard, self._asked = audio(), False
 
     def resumed(self) -> None:
         """The caller spoke on: the pause's sound judgement is stale."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
+        self._heard, self._asked = None, False
 
     def silence_ms(self, text: str | None, language: str, learned_ms: int) -> int:
         """The silence that ends the turn now. `text`: its transcript, None while still decoding."""
         if text is not None and (self._words is None or self._words[0] != text):
             self._words = (text, judge(text, language))
         words = self._words[1] if text is not None and self._words is not None else None
+        paused_at = self._paused_at
+        sound_matters = (
+            paused_at is not None and words is not None and words.state is not Completeness.INCOMPLETE
+        )
+        if sound_matters and not self._asked and self._task is None and self._heard is not None:
+            self._asked = True
+            self._predict(self._heard)
         patience = self.patience_ms
         key = (words, self._audio_p, learned_ms, patience)
         if key != self._key or self.decision is None:
             self._key = key
             self.decision = decide(words, self._audio_p, learned_ms, self.policy, patience)
         if (
-            self._paused_at is not None
+            paused_at is not None
+            and sound_matters
+            and self._asked
             and self._reruns == 0
             and self._task is None
+            and self._audio is not None
             and self.decision.silence_ms > self.policy.finished_ms
-            and self._clock() - self._paused_at >= self.rerun_after_s
+            and self._clock() - paused_at >= self.rerun_after_s
         ):
             # A longer pause sounds different: ask the model once more before waiting it out.
             self._reruns += 1
-            self._predict()
+            self._predict(self._audio())
         return self.decision.silence_ms
 
-    def _predict(self) -> None:
-        if self.model is None or self._audio is None:
+    def _predict(self, audio: PCM) -> None:
+        if self.model is None or len(audio) == 0:
             return
-        model, audio = self.model, self._audio()
-        if len(audio) == 0:
-            return
+        model = self.model
 
         async def run() -> None:
             try:

@@ -130,3 +130,22 @@ async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(c
     assert not call.of(ItemDeleted)
     assert len(call.of(SpeechStopped)) == 2
     assert call.conv.turn_end.patience_ms == 0
+
+
+async def test_the_sound_is_judged_only_when_it_can_matter(call: Call) -> None:
+    """Unfinished words wait the longest whatever the sound: the model is not asked (no CPU taken
+    from the decode); once the words read finished it judges the sound as the pause began."""
+    call.engines.turn = FakeTurnModel(0.99)
+    call.conv.turn_end.model = call.engines.turn
+    whole = "My late husband and I used to walk along the river."
+    halves = iter(["My late husband and I used to.", whole])
+    call.engines.stt.text_fn = lambda audio: next(halves, whole)
+    await call.feed(speech(1200))
+    await call.feed(silence(1500))  # past the 0.8 s re-ask too
+    assert call.engines.turn.heard_s == []
+    await call.feed(speech(1200))
+    await call.feed(silence(400))
+    assert len(call.engines.turn.heard_s) == 1
+    # What it heard ends where the pause began (the turn so far plus ~160 ms), not 400 ms later.
+    turn_s = (1200 + 1500 + 1200) / 1000
+    assert call.engines.turn.heard_s[0] <= turn_s + 0.3
