@@ -162,7 +162,8 @@ def run(ttft_s: float = 0.3, quick: bool = False) -> dict[str, Any]:
     synthetic = utterances(quick)
     fixtures = [] if quick else inputs.fixture_turns()
     groups = {"synthetic": [u.turn for u in synthetic], "fixtures": fixtures}
-    results = {r.name: r for r in serve_calls("endpointing", groups, ttft_s)}
+    # At "info" the server logs each end-of-turn decision with its inputs (words, sound, patience).
+    results = {r.name: r for r in serve_calls("endpointing", groups, ttft_s, log_level="info")}
 
     by_pause: dict[str, list[bool]] = {}
     for u in synthetic:

@@ -308,12 +308,17 @@ def stage_rows(results: list[TurnResult]) -> list[list[Any]]:
 
 
 def serve_calls(
-    name: str, groups: dict[str, list[Turn]], ttft_s: float, *, tool: bool = False
+    name: str,
+    groups: dict[str, list[Turn]],
+    ttft_s: float,
+    *,
+    tool: bool = False,
+    log_level: str = "warning",
 ) -> list[TurnResult]:
     """A server (real Whisper and Piper, the fake Gemini at `ttft_s`) and one call per group, in turn.
 
     With `tool` every answer first calls the companion's `list_events` (one more LLM round trip,
-    plus the tool: a calendar query)."""
+    plus the tool: a calendar query). The server's log (at `log_level`) is `results/<name>.server.log`."""
     from tests.fakes.gemini import FakeGemini, Reply
 
     def answer(body: dict[str, Any]) -> Reply:
@@ -325,7 +330,9 @@ def serve_calls(
     results: list[TurnResult] = []
     with (
         FakeGemini(reply=answer, ttft_s=ttft_s) as fake,
-        ServerProcess(name, server_env(fake.url, fake.api_key)) as server,
+        ServerProcess(
+            name, {**server_env(fake.url, fake.api_key), "SILVERTALK_LOG_LEVEL": log_level}
+        ) as server,
     ):
 
         async def drive() -> None:

@@ -190,7 +190,7 @@ class Conversation:
             floor.pause_began(now)
             self.turn_end.paused(lambda: self.stt.tail(8.0))
         elif isinstance(event, SpeechResumed):
-            self.turn_end.resumed()
+            self.turn_end.resumed(event.pause_ms)
             floor.speech_resumed()
         elif isinstance(event, TurnEnded):
             self._log_end_of_turn(event)
@@ -208,6 +208,7 @@ class Conversation:
         if decision is None or turn is None or event.silence_ms == 0:
             return  # ended on the client's request, or with no decision made (no speculation)
         turn.end_of_turn = decision.as_timings()
+        self.turn_end.ended(decision)
         log.info(
             "end of turn %s after %d ms of silence: %s (words %s: %s; sound p=%s; learned %d ms; "
             "patience %d ms)",

@@ -11,7 +11,10 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    finished (the turn was rejoined), they pause mid-thought after whole phrases ("I saw an old
    photo ... of my wedding day"), and no rule on words or sound can tell; from then on no turn of
    theirs that is not plainly unfinished ends before `went_on_factor` x the longest such pause
-   (at most `max_ms`).
+   (at most `max_ms`). A pause inside a later turn that only the patience bridged (the table
+   alone would have ended the turn in it) is the same evidence and keeps it; after
+   `PATIENCE_FORGET_TURNS` turns in a row that waited on the patience without one, the oldest
+   such pause is forgotten, so a caller who paused so once gets quick answers again.
 
 The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
 waiting too long after a finished sentence is the second worst)::
@@ -48,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: How many of a caller's went-on pauses are remembered (the longest of them sets the patience).
 WENT_ON_HISTORY = 8
+#: Turns in a row that waited on the patience with no pause it bridged, before the oldest went-on
+#: pause is forgotten.
+PATIENCE_FORGET_TURNS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,13 @@ class Decision:
     audio_p: float | None
     learned_ms: int
     patience_ms: int = 0
+    #: The silence the table alone gives, before the caller's patience is applied.
+    table_ms: int = 0
+
+    @property
+    def by_patience(self) -> bool:
+        """The caller's patience, not the table, set this wait."""
+        return self.silence_ms > self.table_ms
 
     def as_timings(self) -> dict[str, float | str]:
         """The decision in the shape stored with a turn's timings (numbers and short strings)."""
@@ -119,7 +132,7 @@ def decide(
         silence, reason = learned, "words unsure, sound finished"
     else:
         silence, reason = doubt, "words unsure, sound unfinished or unknown"
-    patience = min(patience_ms, policy.max_ms)
+    table, patience = silence, min(patience_ms, policy.max_ms)
     if state not in (None, Completeness.INCOMPLETE) and patience > silence:
         silence, reason = patience, f"{reason}; this caller went on after such pauses"
     return Decision(
@@ -130,6 +143,7 @@ def decide(
         audio_p=audio_p,
         learned_ms=learned_ms,
         patience_ms=patience,
+        table_ms=table,
     )
 
 
@@ -168,6 +182,7 @@ class EndOfTurn:
         self._key: tuple[Any, ...] | None = None
         #: Pauses (ms) after which this caller went on although the turn had ended as finished.
         self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
+        self._unneeded = 0  # turns in a row that waited on the patience without needing it
 
     @property
     def patience_ms(self) -> int:
@@ -186,14 +201,24 @@ class EndOfTurn:
         words, silence = ended.get("end_words"), ended.get("end_silence_ms")
         if words in (None, Completeness.INCOMPLETE.value) or not isinstance(silence, float):
             return
-        if pause_ms < silence:
-            return  # they started within the silence we required: not a pause we cut
+        if pause_ms >= silence:  # else they started within the silence we required: not cut
+            self._learn(pause_ms, "a pause that ended a turn")
+
+    def ended(self, decision: Decision) -> None:
+        """A turn ended on `decision`: one that waited on the patience with no pause it bridged
+        counts towards forgetting it."""
+        if not decision.by_patience:
+            return
+        self._unneeded += 1
+        if self._unneeded >= PATIENCE_FORGET_TURNS and self.went_on_after:
+            self.went_on_after.popleft()
+            self._unneeded = 0
+            log.info("patience not needed for %d turns: now %d ms", PATIENCE_FORGET_TURNS, self.patience_ms)
+
+    def _learn(self, pause_ms: int, what: str) -> None:
         self.went_on_after.append(pause_ms)
-        log.info(
-            "the caller went on after a %d ms pause that ended a turn: patience %d ms",
-            pause_ms,
-            self.patience_ms,
-        )
+        self._unneeded = 0
+        log.info("the caller went on after %s (%d ms): patience %d ms", what, pause_ms, self.patience_ms)
 
     def begin(self) -> None:
         """A new turn: forget the last one's signals."""
@@ -208,8 +233,12 @@ class EndOfTurn:
         self._paused_at, self._reruns, self._audio = self._clock(), 0, audio
         self._heard, self._asked = audio(), False
 
-    def resumed(self) -> None:
-        """The caller spoke on: the pause's sound judgement is stale."""
+    def resumed(self, pause_ms: int | None = None) -> None:
+        """The caller spoke on after `pause_ms` of silence: the pause's sound judgement is stale.
+        A pause that only the patience bridged is evidence for it (see the module docstring)."""
+        d = self.decision
+        if pause_ms is not None and d is not None and d.by_patience and d.table_ms <= pause_ms:
+            self._learn(pause_ms, "a pause inside a turn")
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None

@@ -110,7 +110,9 @@ async def test_a_caller_who_went_on_after_a_finished_pause_gets_more_time(call: 
     await call.feed(silence(1200))  # the same kind of pause now stays inside the turn
     assert len(call.of(SpeechStopped)) == stopped
     await call.feed(speech(900))
-    await call.feed(silence(1700))
+    await call.feed(silence(1700))  # and, bridged, it is learned too: 1.5 x 1.2 s now
+    assert len(call.of(SpeechStopped)) == stopped
+    await call.feed(silence(200))
     assert len(call.of(SpeechStopped)) == stopped + 1
     last = next(i for i in reversed(call.conv.items) if i.role == "user")
     assert last.end_of_turn["end_silence_ms"] == last.end_of_turn["end_patience_ms"]
@@ -149,3 +151,56 @@ async def test_the_sound_is_judged_only_when_it_can_matter(call: Call) -> None:
     # What it heard ends where the pause began (the turn so far plus ~160 ms), not 400 ms later.
     turn_s = (1200 + 1500 + 1200) / 1000
     assert call.engines.turn.heard_s[0] <= turn_s + 0.3
+
+
+async def _went_on_once(call: Call) -> None:
+    """A 1 s pause after a whole phrase ends the turn, they go on: patience ~1.5 s."""
+    call.engines.turn = FakeTurnModel(0.93)
+    call.conv.turn_end.model = call.engines.turn
+    call.conv.config.lead_ms = 100
+    await call.feed(speech(900))
+    await call.feed(silence(1000))
+    await call.feed(speech(900))
+    await call.feed(silence(600))
+    await call.until(ItemDeleted)
+    await call.until(ResponseDone, 2)
+
+
+async def _finished_turn(call: Call) -> None:
+    """One whole sentence, answered and heard out."""
+    done = len(call.of(ResponseDone))
+    await call.feed(speech(900))
+    await call.feed(silence(2600))
+    await call.until(ResponseDone, done + 1)
+
+
+async def test_patience_no_longer_needed_is_forgotten(call: Call) -> None:
+    """After four finished turns that waited on the patience with no pause it bridged, the caller
+    gets quick answers again."""
+    await _went_on_once(call)
+    assert call.conv.turn_end.patience_ms >= 1500
+    for _ in range(4):
+        await _finished_turn(call)
+    assert call.conv.turn_end.patience_ms == 0
+    stopped = len(call.of(SpeechStopped))
+    await call.feed(speech(900))
+    await call.feed(silence(420))
+    assert len(call.of(SpeechStopped)) == stopped + 1
+
+
+async def test_a_pause_the_patience_bridged_keeps_it(call: Call) -> None:
+    """A 1.2 s pause inside a later turn, which the table alone would have ended, is the same
+    habit: the patience is kept however many finished turns follow it."""
+    await _went_on_once(call)
+    for _ in range(3):
+        await _finished_turn(call)
+    done = len(call.of(ResponseDone))
+    await call.feed(speech(900))
+    await call.feed(silence(1200))  # bridged by the patience
+    await call.feed(speech(900))
+    await call.feed(silence(2600))
+    await call.until(ResponseDone, done + 1)
+    assert len(call.conv.turn_end.went_on_after) == 2
+    for _ in range(3):
+        await _finished_turn(call)
+    assert call.conv.turn_end.patience_ms >= 1500
