@@ -48,8 +48,20 @@ _FACTS_HEADER = {
     "en": "What you know about them. Use it naturally; never invent more:",
 }
 _FACT_LABELS = {
-    "ko": {"today_events": "오늘 일정", "memories": "추억", "today": "오늘 날짜"},
-    "en": {"today_events": "Today's events", "memories": "Memories", "today": "Today's date"},
+    "ko": {
+        "today_events": "오늘 일정",
+        "memories": "추억",
+        "today": "오늘 날짜",
+        "recent_calls": "지난 통화 (날짜와 요약)",
+        "recent_messages": "최근 음성 메시지 (caller: 어르신, companion: 당신)",
+    },
+    "en": {
+        "today_events": "Today's events",
+        "memories": "Memories",
+        "today": "Today's date",
+        "recent_calls": "Your last calls with them (date and summary)",
+        "recent_messages": "Their latest voice messages (caller: them, companion: you)",
+    },
 }
 
 _TOOLS_LINE = {

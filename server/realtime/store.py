@@ -28,6 +28,7 @@ from sqlmodel import col, select
 
 from pipeline.reminders import Reminder
 from server.calendar import occurrences_between
+from server.companion.recall import recent_calls, recent_messages
 from server.photostore import user_zone
 from server.recurrence import local_day
 from storage.models import Conversation, Memory, Turn, User
@@ -178,7 +179,9 @@ class CallStore:
 
 async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User) -> dict[str, Any]:
     """Today's events in the user's time zone (recurring ones expanded, as the home screen shows
-    them) and their five most recent memories."""
+    them), their five most recent memories, and what was said lately: the summaries of their last
+    calls and the last voice messages (`server.companion.recall`), so a call and a voice message
+    each know what the other said."""
     zone = user_zone(user.time_zone)
     now = datetime.now(zone)
     start, end = local_day(now.date(), zone)
@@ -196,12 +199,16 @@ async def load_user_facts(sessions: async_sessionmaker[AsyncSession], user: User
             .scalars()
             .all()
         )
+        talks = await recent_calls(s, user.id, zone, now)
+        messages = await recent_messages(s, user.id, now)
     return {
         "today": now.date().isoformat(),
         "today_events": [
             {"title": e.title, "time": e.starts_at.astimezone(zone).strftime("%H:%M")} for e in events
         ],
         "memories": [{"title": m.title, "happened_on": m.happened_on, "place": m.place} for m in memories],
+        "recent_calls": talks,
+        "recent_messages": messages,
     }
 
 
