@@ -33,6 +33,7 @@ STATE_CODES = {
     "response_cancel_not_active",
     "item_truncate_invalid_item_id",
     "item_delete_invalid_item_id",
+    "item_create_invalid_call_id",
 }
 RESET = {
     "type": "session.update",
@@ -47,6 +48,8 @@ RESET = {
             },
             "output": {"format": {"type": "audio/pcm", "rate": 24000}, "speed": 1.0},
         },
+        "tools": [],
+        "tool_choice": "auto",
     },
 }
 

@@ -44,7 +44,7 @@ _INVALID: dict[str, list[Any]] = {
         {"type": "audio/pcm", "rate": "24000"},
         {"type": "audio/pcm", "rate": 24000.5},
     ],
-    "item_type": ["function_call", 1, None],
+    "item_type": ["function", "mcp_call", 1, None],
     "role": ["robot", 1, None],
     "id": [1, "x" * 65, "a b", "../x", "", []],
     "id!": [MISSING, None, 1, "x" * 65, "a b"],
@@ -63,7 +63,49 @@ _INVALID: dict[str, list[Any]] = {
     "audio_end_ms": [MISSING, -1, 1.5, "200", 1e300, 10**400, float("nan"), True],
     "audio": [MISSING, "!!!", 1, None, "AAA", []],
     "event_id": [1, "e" * 65, [], "a b"],
+    "tools": [
+        "get_weather",
+        {},
+        [1],
+        [{"name": "get weather"}],
+        [{"name": ""}],
+        [{"name": "x" * 65}],
+        [{"name": "list_events"}],  # the companion's own
+        [{"description": "no name"}],
+        [{"type": "mcp", "server_label": "x", "name": "f"}],
+        [{"name": "f"}, {"name": "f"}],
+        [{"name": f"t{i}"} for i in range(129)],
+        [{"name": "f", "description": 5}],
+        [{"name": "f", "parameters": "{}"}],
+        [{"name": "f", "parameters": {"type": "string"}}],
+        [{"name": "f", "parameters": {"type": "object", "required": "city"}}],
+        [{"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "strin"}}}}],
+        [{"name": "f", "parameters": {"type": "object", "x": "y" * 16_001}}],
+    ],
+    "tool_choice": [
+        "sometimes",
+        "AUTO",
+        1,
+        [],
+        {"type": "function"},
+        {"type": "function", "name": "a b"},
+        {"type": "mcp", "server_label": "x"},
+    ],
+    "fn_name": [MISSING, 1, None, "", "get weather", "x" * 65, "show_photo"],
+    "arguments": [1, {}, "city=Seoul", "[1, 2]", '{"a": NaN}', "x" * 20_001],
+    "call_id": [1, "x" * 65, "a b", "", []],
+    "call_id!": [MISSING, None, 1, "x" * 65, "a b"],
+    "output": [MISSING, None, 1, {"sky": "clear"}, "a\x00b", "x" * 64_001],
 }
+_TOOLS: list[dict[str, Any]] = [
+    {"type": "function", "name": "get_weather", "description": "Today's weather in a city.",
+     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+    {"type": "function", "name": "call_family", "parameters": {"type": "object", "properties": {}}},
+    {"type": "function", "name": "hang_up"},
+]  # fmt: skip
+#: Call ids the function items pick from: some name a call made earlier, some answer one twice.
+_CALL_IDS = 12
+_ITEM = "conversation.item.create"
 # Where each kind sits in each event (paths from the event's root).
 _FIELDS: dict[str, list[tuple[tuple[str, ...], str]]] = {
     "session.update": [
@@ -98,6 +140,8 @@ _FIELDS: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("session", "turn_detection", "threshold"), "threshold"),
         (("session", "input_audio_transcription"), "object?"),
         (("session", "input_audio_transcription", "language"), "language"),
+        (("session", "tools"), "tools"),
+        (("session", "tool_choice"), "tool_choice"),
     ],
     "conversation.item.create": [
         (("item",), "object"),
@@ -107,6 +151,17 @@ _FIELDS: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (("item", "content"), "content"),
         (("previous_item_id",), "id"),
     ],
+    f"{_ITEM}:function_call": [
+        (("item", "name"), "fn_name"),
+        (("item", "arguments"), "arguments"),
+        (("item", "call_id"), "call_id"),
+        (("item", "id"), "id"),
+    ],
+    f"{_ITEM}:function_call_output": [
+        (("item", "call_id"), "call_id!"),
+        (("item", "output"), "output"),
+        (("item", "id"), "id"),
+    ],
     "conversation.item.truncate": [
         (("item_id",), "id!"),
         (("content_index",), "content_index"),
@@ -114,7 +169,11 @@ _FIELDS: dict[str, list[tuple[tuple[str, ...], str]]] = {
     ],
     "conversation.item.delete": [(("item_id",), "id!")],
     "input_audio_buffer.append": [(("audio",), "audio")],
-    "response.create": [(("response",), "object?")],
+    "response.create": [
+        (("response",), "object?"),
+        (("response", "tools"), "tools"),
+        (("response", "tool_choice"), "tool_choice"),
+    ],
     "response.cancel": [(("response_id",), "id")],
     "input_audio_buffer.commit": [],
     "input_audio_buffer.clear": [],
@@ -179,9 +238,28 @@ class Fuzzer:
         return Message(_dumps(event), True, eid, f"hostile {kind}")
 
     def valid(self, rng: random.Random, kind: str, eid: str) -> dict[str, Any]:
-        """A valid event of `kind` with every optional field it may carry (some left out)."""
+        """A valid event of `kind` with every optional field it may carry (some left out).
+
+        `kind` is an event type, or `conversation.item.create:<item type>` for the function items.
+        A valid message may still be refused for the conversation's state (no such call, an output
+        given twice): tools and a tool_choice naming one of them always come together.
+        """
+        kind, _, item_type = kind.partition(":")
         event: dict[str, Any] = {"type": kind, "event_id": eid}
-        if kind == "session.update":
+        if item_type == "function_call":
+            args = json.dumps({"city": rng.choice(["Seoul", "부산", "Jeju"])}, ensure_ascii=False)
+            name = rng.choice([*(t["name"] for t in _TOOLS), "lookup-2"])
+            event["item"] = {"type": item_type, "name": name, "arguments": args, "id": f"item_{eid}"}
+            if rng.random() < 0.8:
+                event["item"]["call_id"] = f"call_{rng.randrange(_CALL_IDS)}"
+        elif item_type == "function_call_output":
+            output = rng.choice([*_TEXTS, '{"sky": "clear", "celsius": 21}', ""])
+            event["item"] = {
+                "type": item_type,
+                "call_id": f"call_{rng.randrange(_CALL_IDS)}",
+                "output": output,
+            }
+        elif kind == "session.update":
             event["session"] = self.session(rng)
         elif kind == "conversation.item.create":
             role = rng.choice(["user", "user", "assistant", "system"])
@@ -196,7 +274,9 @@ class Fuzzer:
         elif kind == "input_audio_buffer.append":
             event["audio"] = base64.b64encode(_audio(rng)).decode()
         elif kind == "response.create":
-            event["response"] = {}
+            event["response"] = rng.choice(
+                [{}, self.tools(rng), {"tool_choice": rng.choice(["auto", "none"])}]
+            )
         elif kind == "response.cancel":
             event["response_id"] = f"resp_{rng.randrange(100)}"
         return event
@@ -230,7 +310,7 @@ class Fuzzer:
                         "speed": rng.choice([0.25, 0.8, 1, 1.5, 2.0]),
                     },
                 },
-                "tools": [],
+                **self.tools(rng),
                 "temperature": 0.8,
             }
         return {
@@ -241,7 +321,14 @@ class Fuzzer:
             "input_audio_transcription": transcription,
             "turn_detection": td,
             "speed": rng.choice([0.5, 1.0, None]),
+            **(self.tools(rng) if rng.random() < 0.5 else {}),
         }
+
+    def tools(self, rng: random.Random) -> dict[str, Any]:
+        """Some of the client's tools, and a tool_choice that fits them."""
+        tools = rng.sample(_TOOLS, rng.randint(0, len(_TOOLS)))
+        named = [{"type": "function", "name": t["name"]} for t in tools]
+        return {"tools": tools, "tool_choice": rng.choice(["auto", "none", "required", *named])}
 
 
 def _audio(rng: random.Random) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections import deque
@@ -29,11 +30,19 @@ from pipeline.audio import PCM, Resampler
 from pipeline.completeness import Completeness, judge
 from pipeline.core import CallCore
 from pipeline.endpointing import Endpointer, PauseBegan, SpeechResumed, TurnEnded, TurnStarted
-from pipeline.engines.base import ChatContext
-from pipeline.events import InputCleared, ItemCreated, ItemDeleted, ItemTruncated, OutputEvent, ReplyAudio
+from pipeline.engines.base import ChatContext, ToolCall
+from pipeline.events import (
+    CallItemCreated,
+    InputCleared,
+    ItemCreated,
+    ItemDeleted,
+    ItemTruncated,
+    OutputEvent,
+    ReplyAudio,
+)
 from pipeline.floor import Floor
 from pipeline.reply import Reply
-from pipeline.tools import ToolRunner
+from pipeline.tools import ClientTools, ToolRunner, client_result
 from pipeline.transcripts import Transcripts
 from pipeline.turn_end import EndOfTurn, TurnEndPolicy
 from pipeline.turns import CallConfig, CallEngines, Item, new_id
@@ -82,6 +91,15 @@ class Conversation:
     @context.setter
     def context(self, value: ChatContext) -> None:
         self.core.context = value
+
+    @property
+    def client_tools(self) -> ClientTools:
+        """The client's own tools (the session's), offered in every reply from now on."""
+        return self.core.client_tools
+
+    @client_tools.setter
+    def client_tools(self, value: ClientTools) -> None:
+        self.core.client_tools = value
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -285,8 +303,77 @@ class Conversation:
         core.emit(ItemCreated(item.id, previous, role, kind, text))  # type: ignore[arg-type]
         return item
 
-    def create_response(self, event_id: str | None = None, *, fixed_text: str | None = None) -> Reply | None:
-        """response.create (or a spoken prompt with `fixed_text`): answer the conversation so far."""
+    def add_function_call(
+        self,
+        call_id: str | None,
+        name: str,
+        arguments: str,
+        item_id: str | None = None,
+        event_id: str | None = None,
+    ) -> Item | None:
+        """conversation.item.create with a function_call (a call of a client tool, as if the model
+        had made it; `arguments` is a JSON object, checked by the caller). None when `call_id` is
+        taken: an `item_create_invalid_call_id` error says so."""
+        core = self.core
+        call_id = call_id or new_id("call")
+        if self._call(call_id) is not None:
+            self.core.error(
+                f"call_id '{call_id}' already names a function_call item of this conversation.",
+                "item_create_invalid_call_id",
+                event_id,
+                param="item.call_id",
+            )
+            return None
+        previous = core.previous_id()
+        item = Item(
+            item_id or new_id("item"),
+            "assistant",
+            "function_call",
+            call=ToolCall(call_id, name, json.loads(arguments)),
+        )
+        item.ready.set()
+        core.items.append(item)
+        core.emit(
+            CallItemCreated(item.id, previous, "function_call", call_id, name=name, arguments=arguments)
+        )
+        return item
+
+    def add_function_output(
+        self, call_id: str, output: str, item_id: str | None = None, event_id: str | None = None
+    ) -> Item | None:
+        """conversation.item.create with a function_call_output: the client's answer to a call of
+        its tool, which the next reply sees. None (and an `item_create_invalid_call_id` error) when
+        `call_id` names no function_call item, or one already answered."""
+        core = self.core
+        call = self._call(call_id)
+        answered = any(i.result is not None and i.result.call_id == call_id for i in core.items)
+        if call is None or answered:
+            why = "already has an output" if answered else "names no function_call item of this conversation"
+            core.error(
+                f"call_id '{call_id}' {why}.", "item_create_invalid_call_id", event_id, param="item.call_id"
+            )
+            return None
+        previous = core.previous_id()
+        item = Item(
+            item_id or new_id("item"), "tool", "function_call_output", result=client_result(call, output)
+        )
+        item.ready.set()
+        core.items.append(item)
+        core.emit(CallItemCreated(item.id, previous, "function_call_output", call_id, output=output))
+        return item
+
+    def _call(self, call_id: str) -> ToolCall | None:
+        return next((i.call for i in self.core.items if i.call is not None and i.call.id == call_id), None)
+
+    def create_response(
+        self,
+        event_id: str | None = None,
+        *,
+        fixed_text: str | None = None,
+        client_tools: ClientTools | None = None,
+    ) -> Reply | None:
+        """response.create (or a spoken prompt with `fixed_text`): answer the conversation so far,
+        offering the session's client tools, or `client_tools` for this response only."""
         if self.floor.replying:
             self.core.error(
                 "Conversation already has an active response in progress.",
@@ -294,7 +381,9 @@ class Conversation:
                 event_id,
             )
             return None
-        reply = self.floor.start_reply(None, speculative=False, fixed_text=fixed_text)
+        reply = self.floor.start_reply(
+            None, speculative=False, fixed_text=fixed_text, client_tools=client_tools
+        )
         reply.stamps["speech_end"] = self.clock()
         self.floor.make_live(reply)
         return reply

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pipeline.engines.base import ChatContext
 from pipeline.events import ErrorEvent, OutputEvent
 from pipeline.stt_stream import StreamingTranscriber
-from pipeline.tools import ToolRunner
+from pipeline.tools import ClientTools, ToolRunner
 from pipeline.turns import CallConfig, CallEngines, Item
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class CallCore:
         self.engines, self.context, self.config = engines, context, config
         #: Runs the model's tool calls (the gateway's, over the caller's own data); None: no tools.
         self.tools = tools
+        #: The client's own tools (the session's), offered to the model in every reply.
+        self.client_tools = ClientTools()
         self.clock, self.sleep = clock, sleep
         self.out: asyncio.Queue[OutputEvent] = asyncio.Queue()
         #: The conversation so far, in order (user turns, text items, assistant replies).
@@ -54,9 +56,15 @@ class CallCore:
         self.out.put_nowait(event)
 
     def error(
-        self, message: str, code: str, event_id: str | None, *, type: str = "invalid_request_error"
+        self,
+        message: str,
+        code: str,
+        event_id: str | None,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
     ) -> None:
-        self.emit(ErrorEvent(message, type=type, code=code, event_id=event_id))
+        self.emit(ErrorEvent(message, type=type, code=code, event_id=event_id, param=param))
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run `coro` as a task of this call: referenced until done, cancelled by `aclose`."""

@@ -66,6 +66,21 @@ class ItemCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class CallItemCreated:
+    """The client added a function_call item (a call of its own tool) or the output of one."""
+
+    item_id: str
+    previous_item_id: str | None
+    kind: Literal["function_call", "function_call_output"]
+    call_id: str
+    #: function_call: the tool's name and its arguments as a JSON object in a string.
+    name: str = ""
+    arguments: str = ""
+    #: function_call_output: what the client's tool answered.
+    output: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptDelta:
     """A partial transcript of the turn in progress: `delta` is new stable text to append."""
 
@@ -118,6 +133,20 @@ class ReplyAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """A call of one of the client's tools that a reply ends with: a function_call item, whole
+    (the server does not run it; the client's output comes back as an item)."""
+
+    item_id: str
+    #: The item it follows: the reply's message, or the call before it.
+    previous_item_id: str | None
+    call_id: str
+    name: str
+    #: A JSON object, in a string.
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseDone:
     """The reply ended: completed, cancelled by barge-in or the client, or failed upstream."""
 
@@ -134,6 +163,10 @@ class ResponseDone:
     usage: Usage = field(default_factory=Usage)
     #: Milliseconds of audio sent to the caller.
     audio_ms: int = 0
+    #: False when the reply said nothing and only called client tools: it has no message item.
+    message: bool = True
+    #: The client's tools it called, after its words (only a completed reply has any).
+    calls: tuple[FunctionCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +195,8 @@ class ErrorEvent:
     code: str | None = None
     #: The client event that caused it, echoed back.
     event_id: str | None = None
+    #: The offending field of that event (`item.call_id`), when one is to blame.
+    param: str | None = None
 
 
 OutputEvent = (
@@ -170,6 +205,7 @@ OutputEvent = (
     | InputCommitted
     | InputCleared
     | ItemCreated
+    | CallItemCreated
     | TranscriptDelta
     | TranscriptFinal
     | TranscriptFailed

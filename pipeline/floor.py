@@ -31,6 +31,7 @@ from pipeline.endpointing import Endpointer, TurnEnded, TurnStarted
 from pipeline.engines.base import Message
 from pipeline.events import InputCommitted, ItemCreated, ItemDeleted, SpeechStarted, SpeechStopped
 from pipeline.reply import Reply, ReplyPlan, State
+from pipeline.tools import ClientTools
 from pipeline.transcripts import Transcripts
 from pipeline.turns import Item, new_id
 
@@ -80,7 +81,10 @@ class Floor:
     def heard_ms(self) -> float:
         """How much of our latest answer the caller has heard."""
         items = self.core.items
-        last = self.replies.get(items[-1].id) if items else None
+        n = len(items) - 1
+        while n > 0 and items[n].call is not None:  # a reply's function calls follow its words
+            n -= 1
+        last = self.replies.get(items[n].id) if items else None
         if last is not None:
             return last.played_ms()
         return self.reply.played_ms() if self.reply is not None else 0.0
@@ -223,8 +227,16 @@ class Floor:
 
     # --- replies -------------------------------------------------------------------------------
 
-    def start_reply(self, item: Item | None, *, speculative: bool, fixed_text: str | None = None) -> Reply:
-        """A reply to `item` (or to the conversation so far), running; SPECULATIVE ones buffer."""
+    def start_reply(
+        self,
+        item: Item | None,
+        *,
+        speculative: bool,
+        fixed_text: str | None = None,
+        client_tools: ClientTools | None = None,
+    ) -> Reply:
+        """A reply to `item` (or to the conversation so far), running; SPECULATIVE ones buffer.
+        The client's tools are the session's unless `client_tools` (one response's own) is given."""
         core, c = self.core, self.core.config
         reply = Reply(
             new_id("resp"),
@@ -279,6 +291,7 @@ class Floor:
             fixed_text=fixed_text,
             apology=c.apology,
             tools=core.tools,
+            client=core.client_tools if client_tools is None else client_tools,
         )
         reply.task = core.spawn(reply.run(prepare, plan))
         return reply
@@ -300,12 +313,24 @@ class Floor:
         self.replies[reply.item_id] = reply
 
     def _reply_done(self, reply: Reply) -> None:
+        """The reply's items join the conversation: its message (unless it only called client
+        tools), then its function calls. Called in the same step as its ResponseDone is queued, so
+        they are here before the client can hear of them and answer a call."""
         if self.reply is reply:
             self.reply = None
         if reply.state is State.DONE and reply.status is not None:
-            item = Item(
-                reply.item_id, "assistant", "audio", reply.text, reply.status, timings=reply.timings()
-            )
-            item.ready.set()
-            self.core.items.append(item)
+            items: list[Item] = []
+            if reply.has_message:
+                items.append(
+                    Item(
+                        reply.item_id, "assistant", "audio", reply.text, reply.status, timings=reply.timings()
+                    )
+                )
+            for handed in reply.client_calls:
+                items.append(
+                    Item(handed.item.item_id, "assistant", "function_call", call=handed.call, ran=handed.ran)
+                )
+            for new in items:
+                new.ready.set()
+            self.core.items += items
         self.core.last_activity = self.core.clock()

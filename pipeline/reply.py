@@ -23,6 +23,10 @@ A reply's life is one `State` (named the way websockets names its connection sta
 
 A *speculative* reply (started when the caller paused, before the turn was confirmed over) buffers
 its events and sends no audio until `release()`; the conversation discards it if the caller goes on.
+It runs no tool with effects before then, and a call of a client tool (`pipeline.tools.ClientTools`)
+leaves only once the reply is released and its words are sent: the calls end the reply, after its
+spoken message (if it said anything) and before response.done. A reply cut before then drops them,
+so no call is ever half sent.
 `hold()` pauses the audio (a possible barge-in), `resume()` re-sends from where the caller stopped
 hearing, `cancel()` ends it as "cancelled" keeping only the heard text. Audio already queued for
 the socket when a reply is held or cut is stale: `audio_wanted` says so, and the core drops it.
@@ -31,7 +35,9 @@ the socket when a reply is held or cut is stale: `audio_wanted` says so, and the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,9 +53,12 @@ from pipeline.engines.base import (
     Message,
     TextToSpeech,
     ToolCall,
+    ToolChoice,
+    ToolResult,
     Usage,
 )
 from pipeline.events import (
+    FunctionCall,
     OutputEvent,
     ReplyAudio,
     ReplyTextDelta,
@@ -59,7 +68,8 @@ from pipeline.events import (
 )
 from pipeline.sentences import SentenceSegmenter
 from pipeline.timeline import Timeline
-from pipeline.tools import SIDE_EFFECTS, ToolRunner, run_call
+from pipeline.tools import SIDE_EFFECTS, ClientTools, ToolRunner, error_result, run_call
+from pipeline.turns import new_id
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +107,18 @@ class ReplyPlan:
     apology: str = ""
     #: Runs the model's tool calls (the companion's tools); None: tool calls are ignored.
     tools: ToolRunner | None = None
+    #: The client's own tools: offered to the model, never run here.
+    client: ClientTools = field(default_factory=ClientTools)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCall:
+    """A call of a client tool the reply hands out, as its function_call item."""
+
+    item: FunctionCall
+    call: ToolCall
+    #: The companion's tools called in the same model turn, with their results (first call only).
+    ran: tuple[tuple[ToolCall, ToolResult], ...] = ()
 
 
 @dataclass(slots=True)
@@ -132,6 +154,13 @@ class Reply:
     _usage: Usage = field(default_factory=Usage)
     #: The tools this reply ran, in order: (name, result).
     tool_calls: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    #: The client tool calls the model made (the last model turn's), with that turn's server calls.
+    _client_calls: list[ToolCall] = field(default_factory=list)
+    _ran: tuple[tuple[ToolCall, ToolResult], ...] = ()
+    #: The calls that went out as function_call items, in order.
+    client_calls: list[ClientCall] = field(default_factory=list)
+    #: A ReplyTextDelta went out: the reply's message item is on the wire.
+    spoke: bool = False
 
     audio: Timeline = field(init=False)
 
@@ -152,9 +181,16 @@ class Reply:
 
     # --- control (called by the conversation, synchronously) -----------------------------------
 
+    @property
+    def has_message(self) -> bool:
+        """Does the reply have a message item? Not when it only called client tools, silently."""
+        return self.spoke or not self.client_calls
+
     def emit(self, event: OutputEvent) -> None:
         if isinstance(event, ResponseStarted):
             self._started.append(event)
+        elif isinstance(event, ReplyTextDelta):
+            self.spoke = True
         if self.state is State.SPECULATIVE:
             self._buffer.append(event)
         else:
@@ -256,6 +292,11 @@ class Reply:
                 tg.create_task(self._think(history, plan, sentences))
                 tg.create_task(self._speak(plan, sentences))
                 tg.create_task(self._send())
+            if self._client_calls:
+                # Side effects, like the companion's SIDE_EFFECTS: never from an unreleased reply
+                # (its audio cannot have been sent either; this says it where the calls leave).
+                await self._released.wait()
+                self._hand_out_calls()  # they go out with response.done, in the same step
             status: ResponseStatus = "failed" if self._failed else "completed"
             details: dict[str, object] = {
                 "type": "failed",
@@ -313,12 +354,21 @@ class Reply:
     ) -> None:
         """Stream the model's words into `seg`; when it calls tools, run them, send the results back
         and let it go on (at most MAX_TOOL_ROUNDS times). Words said before a call ("let me look")
-        are spoken while the tool runs."""
+        are spoken while the tool runs. A turn that calls a client tool is the last: the companion's
+        calls in it run, and the client's are kept to hand out when the words are sent."""
         assert plan.llm is not None and plan.context is not None
+        client = plan.client
+        offered = client.offered
+        client_names = {t.name for t in offered}
         for round_ in range(MAX_TOOL_ROUNDS + 1):
+            context = dataclasses.replace(
+                plan.context,
+                tools=(*plan.context.tools, *offered),
+                tool_choice=client.first_turn() if round_ == 0 else ToolChoice(),
+            )
             said: list[str] = []
             calls: list[ToolCall] = []
-            async for delta in plan.llm.stream(history, plan.context):
+            async for delta in plan.llm.stream(history, context):
                 if isinstance(delta, Usage):
                     self._usage = self._usage + delta
                 elif isinstance(delta, ToolCall):
@@ -328,7 +378,9 @@ class Reply:
                     said.append(delta.text)
                     for s in seg.push(delta.text):
                         await out.put(s)
-            if not calls or plan.tools is None or round_ == MAX_TOOL_ROUNDS:
+            theirs = [c for c in calls if c.name in client_names]
+            ours = [c for c in calls if c.name not in client_names]
+            if not theirs and (not calls or plan.tools is None or round_ == MAX_TOOL_ROUNDS):
                 if calls and plan.tools is not None:
                     log.warning(
                         "reply %s: the model still calls tools after %d rounds", self.response_id, round_
@@ -336,13 +388,32 @@ class Reply:
                 return
             for s in seg.flush():
                 await out.put(s)
-            if any(c.name in SIDE_EFFECTS for c in calls):
-                await self._released.wait()  # the caller may go on: no effects until the turn is theirs
-            results = [await run_call(plan.tools, call) for call in calls]
-            self.stamps["tools_done"] = self.clock()
-            self.tool_calls += [(c.name, r.result) for c, r in zip(calls, results, strict=True)]
+            results = await self._run(ours, plan.tools) if ours else []
+            if theirs:
+                self._client_calls, self._ran = theirs, tuple(zip(ours, results, strict=True))
+                return
             history.append(Message("assistant", "".join(said), tool_calls=tuple(calls)))
             history += [Message("tool", tool_result=r) for r in results]
+
+    async def _run(self, calls: list[ToolCall], runner: ToolRunner | None) -> list[ToolResult]:
+        """Run the companion's tools the model called (with effects: once the turn is the caller's)."""
+        if runner is None:  # only client tools are offered: a call of another name is a mistake
+            return [ToolResult(c.id, c.name, error_result(f"there is no tool {c.name!r}")) for c in calls]
+        if any(c.name in SIDE_EFFECTS for c in calls):
+            await self._released.wait()  # the caller may go on: no effects until the turn is theirs
+        results = [await run_call(runner, call) for call in calls]
+        self.stamps["tools_done"] = self.clock()
+        self.tool_calls += [(c.name, r.result) for c, r in zip(calls, results, strict=True)]
+        return results
+
+    def _hand_out_calls(self) -> None:
+        """The client's calls become function_call items, after the spoken message (if any)."""
+        previous = self.item_id if self.spoke else self.previous_item_id
+        for n, call in enumerate(self._client_calls):
+            arguments = json.dumps(call.arguments, ensure_ascii=False)
+            item = FunctionCall(new_id("item"), previous, call.id, call.name, arguments)
+            self.client_calls.append(ClientCall(item, call, self._ran if n == 0 else ()))
+            previous = item.item_id
 
     async def _speak(self, plan: ReplyPlan, sentences: asyncio.Queue[str | None]) -> None:
         while (text := await sentences.get()) is not None:
@@ -405,6 +476,8 @@ class Reply:
                 self.timings(),
                 self._usage,
                 int(heard_ms),
+                self.has_message,
+                tuple(c.item for c in self.client_calls),
             )
         )
 

@@ -11,23 +11,33 @@ Tools in `CHANGES` save or start something. They take `confirmed`: without `conf
 change nothing and answer `{"ok": false, "needs_confirmation": true, "ask": "<question>"}`, the
 question to speak ("Shall I put the dentist on Friday at ten?"); the model calls again with
 `confirmed: true` only once the caller said yes (or had already said yes to exactly that).
+
+*Client tools* (`ClientTools`) are the realtime client's own functions (the session's `tools`):
+the model is offered them beside the companion's, but the core never runs one. A call of one ends
+the reply and goes out as a function_call item; the client's output comes back as an item
+(`client_result`), and the next reply sees both.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from pipeline.engines.base import ToolCall, ToolResult, ToolSpec
+from pipeline.engines.base import ToolCall, ToolChoice, ToolResult, ToolSpec
 
 __all__ = [
     "CHANGES",
+    "NO_OUTPUT",
     "PHOTO_SHOW_EVENT",
     "SIDE_EFFECTS",
     "TOOL_NAMES",
     "TOOL_SPECS",
+    "ClientTools",
     "ToolCall",
     "ToolResult",
     "ToolRunner",
+    "client_result",
     "error_result",
     "run_call",
 ]
@@ -163,3 +173,41 @@ class ToolRunner(Protocol):
 async def run_call(runner: ToolRunner, call: ToolCall) -> ToolResult:
     """Run one model call and wrap its result for the history (`Message("tool", tool_result=...)`)."""
     return ToolResult(call.id, call.name, await runner.run(call.name, call.arguments))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTools:
+    """The tools the client defines and runs itself, and how the model may use them in a reply."""
+
+    specs: tuple[ToolSpec, ...] = ()
+    #: "auto": the model decides; "none": they are not offered; "required": the model's first turn
+    #: must call a tool; "function": it must call the one named `function`.
+    choice: Literal["auto", "none", "required", "function"] = "auto"
+    function: str | None = None
+
+    @property
+    def offered(self) -> tuple[ToolSpec, ...]:
+        return () if self.choice == "none" else self.specs
+
+    def first_turn(self) -> ToolChoice:
+        """What the model's first turn of a reply must do; later turns (after the companion's own
+        tools ran) are free, or a model forced every turn would never answer."""
+        if self.choice == "function":
+            return ToolChoice(required=True, name=self.function)
+        return ToolChoice(required=self.choice == "required")
+
+
+#: What the model is told about a client tool call the client has not answered (yet) when the
+#: next reply starts: both APIs refuse a call without a result, and the model should not guess one.
+NO_OUTPUT = error_result("the app has not sent this call's result (yet)")
+
+
+def client_result(call: ToolCall, output: str) -> ToolResult:
+    """The client's output for `call`: sent as text where the engine takes text, else as the JSON
+    object it holds, or as {"output": text} (Gemini's convention for a plain answer)."""
+    try:
+        parsed = json.loads(output)
+    except ValueError:
+        parsed = None
+    result = parsed if isinstance(parsed, dict) else {"output": output}
+    return ToolResult(call.id, call.name, result, output)

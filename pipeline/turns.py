@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline.engines.base import LanguageModel, Message, SpeechToText, TextToSpeech
+from pipeline.engines.base import (
+    LanguageModel,
+    Message,
+    SpeechToText,
+    TextToSpeech,
+    ToolCall,
+    ToolResult,
+)
+from pipeline.tools import NO_OUTPUT
 
 if TYPE_CHECKING:
     from pipeline.reply import Reply
@@ -92,7 +100,7 @@ class Item:
 
     id: str
     role: str
-    kind: str  # "audio" | "text"
+    kind: str  # "audio" | "text" | "function_call" | "function_call_output"
     text: str = ""
     status: str = "completed"
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -107,6 +115,13 @@ class Item:
     pause_before_ms: int | None = None
     #: How its end was decided (`pipeline.turn_end.Decision.as_timings`), for the stored timings.
     end_of_turn: dict[str, float | str] = field(default_factory=dict)
+    #: function_call: the model's (or the client's) call of a client tool.
+    call: ToolCall | None = None
+    #: function_call: the companion's own tools the model called in the same turn, with their
+    #: results (the next reply must see the whole turn; the client never sees these).
+    ran: tuple[tuple[ToolCall, ToolResult], ...] = ()
+    #: function_call_output: the client's answer to a call.
+    result: ToolResult | None = None
 
     def timings_ms(self) -> dict[str, float | str]:
         """Milliseconds from the end of this turn's speech to each later stamp (turn end, transcript),
@@ -126,12 +141,40 @@ class Item:
 
 
 def history(items: list[Item], skip: Item | None = None) -> list[Message]:
-    """The conversation as the LLM sees it: every item with words, in order (less `skip`)."""
-    return [
-        Message("user" if i.role != "assistant" else "assistant", i.text)
-        for i in items
-        if i.text and i.role in ("user", "assistant", "system") and i is not skip
-    ]
+    """The conversation as the LLM sees it: every item with words, in order (less `skip`).
+
+    Function calls join the assistant message before them (one model turn: its words and its
+    calls), and each call's result follows that turn at once, as both APIs require: the client's
+    output wherever it sits in the conversation, or `NO_OUTPUT` while there is none. An output
+    whose call was deleted is left out.
+    """
+    outputs: dict[str, ToolResult] = {}
+    for i in items:
+        if i.result is not None and i is not skip:
+            outputs.setdefault(i.result.call_id, i.result)
+    out: list[Message] = []
+    turn: int | None = None  # the assistant message gathering calls
+    results: list[ToolResult] = []
+    for i in items:
+        if i is skip or i.kind == "function_call_output":
+            continue
+        if i.call is not None:
+            if turn is None:
+                if not out or out[-1].role != "assistant" or out[-1].tool_calls:
+                    out.append(Message("assistant"))
+                turn = len(out) - 1
+            ran = [c for c, _ in i.ran]
+            out[turn] = replace(out[turn], tool_calls=(*out[turn].tool_calls, *ran, i.call))
+            answer = outputs.get(i.call.id) or ToolResult(i.call.id, i.call.name, NO_OUTPUT)
+            results += [*(r for _, r in i.ran), answer]
+            continue
+        if turn is not None:
+            out += [Message("tool", tool_result=r) for r in results]
+            turn, results = None, []
+        if i.text and i.role in ("user", "assistant", "system"):
+            out.append(Message("user" if i.role != "assistant" else "assistant", i.text))
+    out += [Message("tool", tool_result=r) for r in results]
+    return out
 
 
 def rejoins(

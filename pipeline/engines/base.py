@@ -77,6 +77,17 @@ class ToolResult:
     call_id: str
     name: str
     result: dict[str, Any]
+    #: A client tool's output as the client sent it (free text, often JSON): engines that take text
+    #: send it as is, the others send `result` (the text's JSON object, or {"output": text}).
+    output: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether the model must call a tool in this turn: `required` (any offered), `name` (that one)."""
+
+    required: bool = False
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,7 @@ class ChatContext:
     language: str = "ko"
     user_name: str = ""
     tools: Sequence[ToolSpec] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
     #: The caller's own data for engines that answer from it (today's events, memories).
     facts: dict[str, Any] = field(default_factory=dict)
 

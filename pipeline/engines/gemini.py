@@ -2,10 +2,11 @@
 
 History becomes `contents` (user/model roles; tool calls as functionCall parts, results as
 functionResponse parts), the system prompt becomes `systemInstruction`, tools become
-functionDeclarations, and the SDK's automatic function calling is off: the conversation core runs
-tools itself. Errors are sorted at this edge: rate limits, server errors, timeouts, dropped
-connections and safety stops are `RetryableEngineError` (the caller hears an apology and the call
-goes on); bad requests, keys and permissions are `FatalEngineError`.
+functionDeclarations (a required call: `toolConfig` mode ANY), and the SDK's automatic function
+calling is off: the conversation core runs tools itself. Errors are sorted at this edge: rate
+limits, server errors, timeouts, dropped connections and safety stops are `RetryableEngineError`
+(the caller hears an apology and the call goes on); bad requests, keys and permissions are
+`FatalEngineError`.
 """
 
 from __future__ import annotations
@@ -93,20 +94,30 @@ class GeminiLLM:
 
     def _config(self, context: ChatContext) -> Any:
         types = self._types
-        tools = None
+        tools = tool_config = None
         if context.tools:
+            # The JSON schema as given (parametersJsonSchema): a client's own tools may use any of
+            # JSON Schema, which Gemini's OpenAPI-subset `Schema` would refuse.
             tools = [
                 types.Tool(
                     function_declarations=[
                         types.FunctionDeclaration(
                             name=t.name,
                             description=t.description,
-                            parameters=types.Schema.model_validate(t.parameters) if t.parameters else None,
+                            parameters_json_schema=t.parameters or None,
                         )
                         for t in context.tools
                     ]
                 )
             ]
+            choice = context.tool_choice
+            if choice.required:
+                tool_config = types.ToolConfig(
+                    function_calling_config=types.FunctionCallingConfig(
+                        mode=types.FunctionCallingConfigMode.ANY,
+                        allowed_function_names=[choice.name] if choice.name else None,
+                    )
+                )
         thinking = None
         if self._thinking_budget is not None:
             thinking = types.ThinkingConfig(thinking_budget=self._thinking_budget)
@@ -115,6 +126,7 @@ class GeminiLLM:
             temperature=self._temperature,
             max_output_tokens=self._max_output_tokens,
             tools=tools,
+            tool_config=tool_config,
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             thinking_config=thinking,
         )

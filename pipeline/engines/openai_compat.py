@@ -11,6 +11,7 @@ mid-stream and content filtering are retryable; other 4xx are fatal.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -29,13 +30,8 @@ def to_messages(history: Sequence[Message], context: ChatContext) -> list[dict[s
         if m.role == "tool":
             if m.tool_result is not None:
                 r = m.tool_result
-                messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": r.call_id,
-                        "content": json.dumps(r.result, ensure_ascii=False),
-                    }
-                )
+                content = r.output if r.output is not None else json.dumps(r.result, ensure_ascii=False)
+                messages.append({"role": "tool", "tool_call_id": r.call_id, "content": content})
             continue
         msg: dict[str, Any] = {"role": m.role, "content": m.text}
         if m.tool_calls:
@@ -96,6 +92,11 @@ class OpenAICompatLLM:
                 }
                 for t in context.tools
             ]
+            choice = context.tool_choice
+            if choice.name:
+                body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+            elif choice.required:
+                body["tool_choice"] = "required"
         return body
 
     async def stream(self, history: Sequence[Message], context: ChatContext) -> AsyncIterator[LLMOutput]:
@@ -179,7 +180,9 @@ def _finish_calls(pending: dict[int, dict[str, Any]]) -> list[LLMOutput]:
             args = json.loads(call["arguments"]) if call["arguments"].strip() else {}
         except json.JSONDecodeError as e:
             raise RetryableEngineError(f"tool call {call['name']!r} had malformed arguments") from e
-        calls.append(ToolCall(id=call["id"] or f"call_{index}", name=call["name"], arguments=args))
+        # A server that sends no id gets one of ours: unique, as a client's output answers it by id.
+        call_id = call["id"] or f"call_{uuid.uuid4().hex[:16]}"
+        calls.append(ToolCall(id=call_id, name=call["name"], arguments=args))
     pending.clear()
     return calls
 

@@ -50,7 +50,7 @@ from server.realtime import protocol as p
 from server.realtime.calls import CallRegistry, OpenCall, TooManyCalls
 from server.realtime.encoder import Encoder, event_id
 from server.realtime.metrics import CallMetrics
-from server.realtime.session import Session
+from server.realtime.session import Session, SessionConflict
 from server.realtime.store import CallStore, load_user_facts
 from server.security import InvalidToken, decode_access_token
 from server.services import Services
@@ -138,6 +138,8 @@ class Call:
             p.AudioClear: self._clear,
             p.UpdateSession: self._update_session,
             p.CreateItem: self._create_item,
+            p.CreateFunctionCall: self._create_function_call,
+            p.CreateFunctionOutput: self._create_function_output,
             p.TruncateItem: self._truncate,
             p.DeleteItem: self._delete,
             p.CreateResponse: self._create_response,
@@ -324,7 +326,13 @@ class Call:
 
     async def _update_session(self, conv: Conversation, e: p.UpdateSession) -> None:
         """Apply the whole update or none of it: the event was checked before anything changes."""
-        session = self.session.updated(e.session)
+        try:
+            session = self.session.updated(e.session)
+        except SessionConflict as err:
+            await self.send(
+                self.encoder.error(str(err), code="invalid_value", param=err.param, event_id_=e.event_id)
+            )
+            return
         c = self._config(session)
         conv.configure(
             language=c.language,
@@ -341,12 +349,20 @@ class Call:
         )
         self.session = self.encoder.session = session
         conv.context = self._context(dict(conv.context.facts))
+        conv.client_tools = session.tools
         if self.companion is not None:
             self.companion.set_language(self.language)
         await self.send(self.encoder.session_event("session.updated"))
 
     async def _create_item(self, conv: Conversation, e: p.CreateItem) -> None:
         conv.add_text(e.item.role, e.item.text, e.item.id)
+
+    async def _create_function_call(self, conv: Conversation, e: p.CreateFunctionCall) -> None:
+        item = e.item
+        conv.add_function_call(item.call_id, item.name, item.arguments, item.id, e.event_id)
+
+    async def _create_function_output(self, conv: Conversation, e: p.CreateFunctionOutput) -> None:
+        conv.add_function_output(e.item.call_id, e.item.output, e.item.id, e.event_id)
 
     async def _truncate(self, conv: Conversation, e: p.TruncateItem) -> None:
         conv.truncate(e.item_id, e.content_index, e.audio_end_ms, e.event_id)
@@ -355,7 +371,17 @@ class Call:
         conv.delete_item(e.item_id, e.event_id)
 
     async def _create_response(self, conv: Conversation, e: p.CreateResponse) -> None:
-        conv.create_response(e.event_id)
+        """A reply; `response.tools` / `tool_choice` stand in for the session's in this one."""
+        tools = None
+        if e.response is not None and e.response.model_fields_set & {"tools", "tool_choice"}:
+            try:
+                tools = e.response.applied(self.session.tools, "response.tool_choice")
+            except SessionConflict as err:
+                await self.send(
+                    self.encoder.error(str(err), code="invalid_value", param=err.param, event_id_=e.event_id)
+                )
+                return
+        conv.create_response(e.event_id, client_tools=tools)
 
     async def _cancel_response(self, conv: Conversation, e: p.CancelResponse) -> None:
         conv.cancel_response(e.event_id)
@@ -425,7 +451,7 @@ class Call:
                     await self.store.add_turn(event.item_id, "user", event.text, "completed", user_timings)
                 elif isinstance(event, ItemCreated):  # a text item sent by the client
                     await self.store.add_turn(event.item_id, event.role, event.text, "completed", {})
-                elif isinstance(event, ResponseDone):
+                elif isinstance(event, ResponseDone) and event.message:  # (not a silent call of a tool)
                     await self.store.add_turn(
                         event.item_id, "assistant", event.text, event.status, event.timings
                     )

@@ -5,6 +5,8 @@ lengths, languages) and returns one of the `ClientEvent` classes in `EVENTS`, or
 `ProtocolError`, which the gateway answers with an `error` event (the call goes on). Beta and GA
 clients send the same client event names; they differ in the session shape
 (`server.realtime.session`) and in the server event names (`server.realtime.encoder`).
+`conversation.item.create` parses into one class per item type: `CreateItem` (a message),
+`CreateFunctionCall`, `CreateFunctionOutput`.
 
 JSON is read by pydantic's parser: it refuses lone surrogates ("\\ud800") and deep nesting that
 Python's `json` lets through; a raw NaN or Infinity parses, and the field it lands in refuses it.
@@ -20,9 +22,11 @@ import pydantic_core
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from server import ServerError
-from server.realtime.session import MAX_NAME, SessionUpdate, Wire, refuse_nul
+from server.realtime.session import MAX_NAME, FunctionName, SessionUpdate, ToolsUpdate, Wire, refuse_nul
 
 MAX_TEXT = 20_000  # characters of text in one conversation item
+MAX_ARGUMENTS = 20_000  # characters of a function call's arguments (JSON)
+MAX_OUTPUT = 64_000  # characters of a client tool's output
 MAX_AUDIO_END_MS = 24 * 3600 * 1000
 
 
@@ -56,6 +60,18 @@ def _base64(value: Any) -> Any:
 
 #: A client-chosen id (items, events, responses): what the database and the logs can carry.
 Id = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def _json_object(value: str) -> str:
+    try:
+        parsed = pydantic_core.from_json(value, allow_inf_nan=False)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError("""must be a JSON object in a string, e.g. '{"city": "Seoul"}'""")
+    return value
+
+
 Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(refuse_nul)]
 Audio = Annotated[bytes, BeforeValidator(_base64)]
 
@@ -111,10 +127,50 @@ class MessageItem(Wire):
         return " ".join(part.text for part in self.content)
 
 
+class FunctionCallItem(Wire):
+    """A call of one of the client's tools, as if the model had made it (history for the model)."""
+
+    id: Id | None = None
+    type: Literal["function_call"]
+    #: Left out: one is made up (an output can then answer it by that id, from the echo).
+    call_id: Id | None = None
+    name: FunctionName
+    arguments: Annotated[str, Field(max_length=MAX_ARGUMENTS), AfterValidator(_json_object)] = "{}"
+
+
+class FunctionOutputItem(Wire):
+    """The client's answer to a function_call item of the conversation (checked there)."""
+
+    id: Id | None = None
+    type: Literal["function_call_output"]
+    call_id: Id
+    output: Annotated[str, Field(max_length=MAX_OUTPUT), AfterValidator(refuse_nul)]
+
+
 class CreateItem(ClientEvent):
     TYPE = "conversation.item.create"
     previous_item_id: Id | None = None
     item: MessageItem
+
+
+class CreateFunctionCall(ClientEvent):
+    TYPE = "conversation.item.create"
+    previous_item_id: Id | None = None
+    item: FunctionCallItem
+
+
+class CreateFunctionOutput(ClientEvent):
+    TYPE = "conversation.item.create"
+    previous_item_id: Id | None = None
+    item: FunctionOutputItem
+
+
+#: conversation.item.create by its item's type (a missing type is a message, as with OpenAI).
+ITEMS: dict[str, type[ClientEvent]] = {
+    "message": CreateItem,
+    "function_call": CreateFunctionCall,
+    "function_call_output": CreateFunctionOutput,
+}
 
 
 class TruncateItem(ClientEvent):
@@ -130,8 +186,9 @@ class DeleteItem(ClientEvent):
     item_id: Id
 
 
-class ResponseParams(Wire):
-    """`response.create`'s optional `response` (instructions, modalities, ...): not used yet."""
+class ResponseParams(ToolsUpdate):
+    """`response.create`'s optional `response`: `tools` and `tool_choice` for this response
+    instead of the session's (instructions, modalities, ... are not used yet)."""
 
 
 class CreateResponse(ClientEvent):
@@ -177,6 +234,8 @@ def parse(text: str | bytes) -> ClientEvent:
         raise ProtocolError(
             f"Unknown client event type '{shown}'.", code="unknown_event_type", param="type", event_id=eid
         )
+    if cls is CreateItem:
+        cls = _item_event(data.get("item"), eid)
     try:
         return cls.model_validate(data)
     except ValidationError as e:
@@ -187,6 +246,20 @@ def parse(text: str | bytes) -> ClientEvent:
             msg = "Input should be a JSON object"
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
         raise ProtocolError(f"Invalid '{param}' in {kind}: {msg}.{more}", param=param, event_id=eid) from None
+
+
+def _item_event(item: Any, eid: str | None) -> type[ClientEvent]:
+    """The conversation.item.create class for the item's type; an unknown type is named."""
+    kind = item.get("type", "message") if isinstance(item, dict) else "message"
+    if isinstance(kind, str) and kind not in ITEMS:
+        shown = kind if len(kind) <= 64 else kind[:64] + "..."
+        raise ProtocolError(
+            f"Invalid 'item.type' in conversation.item.create: '{shown}' is not one of "
+            f"{', '.join(repr(k) for k in ITEMS)}.",
+            param="item.type",
+            event_id=eid,
+        )
+    return ITEMS.get(kind, CreateItem) if isinstance(kind, str) else CreateItem
 
 
 def _param(loc: tuple[int | str, ...]) -> str:

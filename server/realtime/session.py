@@ -2,11 +2,13 @@
 
 `SessionUpdate` is the wire shape of an update, both shapes in one model (beta: `input_audio_format`,
 `turn_detection`, `input_audio_transcription`, ...; GA: `audio.input.format`,
-`audio.input.turn_detection`, `audio.output.speed`, ...). Every field is checked (type, range,
-length, language) when the client event is parsed (`server.realtime.protocol.parse`); fields we do
-not use (`tools`, `temperature`, ...) are ignored. `Session.updated(update)` then returns the new
-session whole, so an update with one bad value changes nothing. `Session.to_json` is what
-session.created and session.updated echo, in the client's shape.
+`audio.input.turn_detection`, `audio.output.speed`, ...), with `tools` and `tool_choice` (the
+client's own functions, the same in both). Every field is checked (type, range, length, language,
+tool names and JSON schemas) when the client event is parsed (`server.realtime.protocol.parse`);
+fields we do not use (`temperature`, ...) are ignored. `Session.updated(update)` then returns the
+new session whole, so an update with one bad value changes nothing (`SessionConflict` when it is
+valid alone but not with the session: a `tool_choice` naming a tool the session lacks).
+`Session.to_json` is what session.created and session.updated echo, in the client's shape.
 
 Turn-detection defaults come from `pipeline.turns.CallConfig`, the core's own defaults: one source.
 """
@@ -14,13 +16,26 @@ Turn-detection defaults come from `pipeline.turns.CallConfig`, the core's own de
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+import jsonschema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+)
 
 from pipeline.audio import PCM16_24K, AudioFormat
+from pipeline.engines.base import ToolSpec
+from pipeline.tools import TOOL_NAMES, ClientTools
 from pipeline.turns import CallConfig
 
 _CORE = CallConfig()
@@ -42,6 +57,12 @@ MIN_SILENCE_MS, MAX_SILENCE_MS = 0, 10_000
 MIN_SPEED, MAX_SPEED = 0.25, 2.0
 MAX_INSTRUCTIONS = 16_000
 MAX_NAME = 64  # voice, model and item ids (turn.item_id is 64 characters in the database)
+# The client's tools: OpenAI's name rule, and bounds on what every reply sends the LLM.
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+MAX_TOOLS = 128
+MAX_TOOL_DESCRIPTION = 4_000
+MAX_SCHEMA_CHARS = 16_000  # one tool's parameters, as JSON
+MAX_SCHEMA_DEPTH = 32  # nesting of its objects and arrays (the schema check recurses)
 
 
 def refuse_nul(value: str) -> str:
@@ -58,7 +79,67 @@ def _language(value: str) -> str:
     return code
 
 
+def _json_schema(value: dict[str, Any]) -> dict[str, Any]:
+    """A function's parameters: a JSON Schema (checked against its metaschema) of an object."""
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, allow_nan=False))
+    except ValueError:
+        raise ValueError("must not hold NaN or Infinity") from None
+    if size > MAX_SCHEMA_CHARS:
+        raise ValueError(f"must be at most {MAX_SCHEMA_CHARS} characters of JSON")
+    if _depth(value) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"must nest at most {MAX_SCHEMA_DEPTH} levels deep")
+    if value.get("type") != "object":
+        raise ValueError('must be a JSON Schema of an object: {"type": "object", "properties": {...}}')
+    try:
+        jsonschema.Draft202012Validator.check_schema(value)
+    except jsonschema.SchemaError as e:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
+        raise ValueError(f"is not a valid JSON Schema: at '{where or '.'}': {e.message[:200]}") from None
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in `value` (without recursing: the input is the client's)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
+    return deepest
+
+
+def _tool_name(value: str) -> str:
+    """A client tool's name: OpenAI's rule, and none of the companion's own (the server runs those)."""
+    if not TOOL_NAME.fullmatch(value):
+        raise ValueError("must be 1 to 64 letters, digits, '_' or '-'")
+    if value in TOOL_NAMES:
+        raise ValueError(f"'{value}' is one of the companion's own tools; choose another name")
+    return value
+
+
+def _distinct(tools: list[FunctionTool]) -> list[FunctionTool]:
+    names = [t.name for t in tools]
+    if len(set(names)) < len(names):
+        raise ValueError("each tool needs a name of its own")
+    return tools
+
+
+def _tool_choice(value: Any) -> str | dict[str, str]:
+    """The choice: "auto", "none", "required" or {"type": "function", "name": <a tool's name>}."""
+    if isinstance(value, str) and value in ("auto", "none", "required"):
+        return value
+    name = value.get("name") if isinstance(value, dict) and value.get("type") == "function" else None
+    if isinstance(name, str) and TOOL_NAME.fullmatch(name):
+        return {"type": "function", "name": name}
+    raise ValueError(
+        """must be "auto", "none", "required" or {"type": "function", "name": <one of the tools>}"""
+    )
+
+
 Language = Annotated[str, Field(max_length=16), AfterValidator(_language)]
+FunctionName = Annotated[str, AfterValidator(_tool_name)]
 Name = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(refuse_nul)]
 Instructions = Annotated[str, Field(max_length=MAX_INSTRUCTIONS), AfterValidator(refuse_nul)]
 Modality = Literal["text", "audio"]
@@ -68,6 +149,50 @@ class Wire(BaseModel):
     """A client-sent object: exact types (no "3" for 3), unknown fields ignored, immutable."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+ToolChoiceWire = Annotated[Literal["auto", "none", "required"] | dict[str, str], PlainValidator(_tool_choice)]
+
+
+class FunctionTool(Wire):
+    """One of the client's tools: `{"type": "function", "name", "description", "parameters"}`."""
+
+    type: Literal["function"] = "function"  # (no MCP servers here)
+    name: FunctionName
+    description: Annotated[str, Field(max_length=MAX_TOOL_DESCRIPTION), AfterValidator(refuse_nul)] = ""
+    #: Left out: no parameters.
+    parameters: Annotated[dict[str, Any], AfterValidator(_json_schema)] | None = None
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.parameters or {"type": "object", "properties": {}})
+
+
+class ToolsUpdate(Wire):
+    """`tools` and `tool_choice`, where a session or one response sets them."""
+
+    tools: Annotated[list[FunctionTool], AfterValidator(_distinct)] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoiceWire | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _among_tools(cls, choice: ToolChoiceWire | None, info: ValidationInfo) -> ToolChoiceWire | None:
+        tools = info.data.get("tools")
+        if isinstance(choice, dict) and tools is not None and choice["name"] not in {t.name for t in tools}:
+            raise ValueError(f"names '{choice['name']}', which is not one of the tools")
+        return choice
+
+    def applied(self, current: ClientTools, param: str) -> ClientTools:
+        """`current` with this update's tools and choice. Raises SessionConflict (at `param`) when
+        the choice names a function the resulting tools lack."""
+        specs = current.specs if self.tools is None else tuple(t.spec() for t in self.tools)
+        choice, function = current.choice, current.function
+        if isinstance(self.tool_choice, dict):
+            choice, function = "function", self.tool_choice["name"]
+        elif self.tool_choice is not None:
+            choice, function = self.tool_choice, None
+        if function is not None and function not in {s.name for s in specs}:
+            raise SessionConflict(f"tool_choice names '{function}', which is not one of the tools", param)
+        return ClientTools(specs, choice, function)
 
 
 class TurnDetectionUpdate(Wire):
@@ -125,7 +250,15 @@ class AudioUpdate(Wire):
     output: AudioOutputUpdate | None = None
 
 
-class SessionUpdate(Wire):
+class SessionConflict(ValueError):
+    """An update valid on its own but not with what it changes; `param` names the field."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class SessionUpdate(ToolsUpdate):
     """The `session` of a session.update, beta and GA fields side by side."""
 
     type: Literal["realtime"] | None = None
@@ -179,10 +312,13 @@ class Session:
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     speed: float | None = None
     modalities: tuple[str, ...] = ("audio", "text")
+    #: The client's own functions and `tool_choice`.
+    tools: ClientTools = field(default_factory=ClientTools)
 
     def updated(self, u: SessionUpdate) -> Session:
-        """This session with a (validated) update applied; GA fields win over beta ones."""
-        changes: dict[str, Any] = {}
+        """This session with a (validated) update applied; GA fields win over beta ones.
+        Raises SessionConflict for a tool_choice naming a function the session will not have."""
+        changes: dict[str, Any] = {"tools": u.applied(self.tools, "session.tool_choice")}
         if u.instructions is not None:
             changes["instructions"] = u.instructions
         if u.voice is not None:
@@ -220,6 +356,7 @@ class Session:
     def to_json(self, ga: bool) -> dict[str, Any]:
         transcription = {"model": self.transcription_model, "language": self.language}
         td = self.turn_detection.to_json() if self.turn_detection is not None else None
+        tools = tools_json(self.tools)
         if not ga:
             return {
                 "id": self.id,
@@ -232,6 +369,7 @@ class Session:
                 "output_audio_format": self.output_format.encoding,
                 "input_audio_transcription": transcription,
                 "turn_detection": td,
+                **tools,
             }
         return {
             "type": "realtime",
@@ -252,7 +390,22 @@ class Session:
                     "speed": self.speed or 1.0,
                 },
             },
+            **tools,
         }
+
+
+def tools_json(tools: ClientTools) -> dict[str, Any]:
+    """`tools` and `tool_choice` as the session echoes them."""
+    choice: str | dict[str, str] = tools.choice
+    if tools.function is not None:
+        choice = {"type": "function", "name": tools.function}
+    return {
+        "tools": [
+            {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+            for t in tools.specs
+        ],
+        "tool_choice": choice,
+    }
 
 
 def _turn_detection(update: TurnDetectionUpdate | None) -> TurnDetection | None:

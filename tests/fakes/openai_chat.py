@@ -128,6 +128,8 @@ def unanswered_tool_calls(messages: list[dict[str, Any]]) -> str | None:
             return "an assistant message with 'tool_calls' must be followed by tool messages for each id"
         if m.get("role") == "assistant":
             open_ids = {c["id"] for c in m.get("tool_calls") or []}
+    if open_ids:  # the last turn's calls too: a call without its result is refused wherever it is
+        return "an assistant message with 'tool_calls' must be followed by tool messages for each id"
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,12 +15,14 @@ from pipeline.engines.base import (
     Message,
     TextDelta,
     ToolCall,
+    ToolChoice,
     ToolResult,
     ToolSpec,
     Usage,
 )
 from pipeline.engines.gemini import GeminiLLM
 from pipeline.prompts import system_prompt
+from pipeline.tools import client_result
 from tests.fakes.gemini import FakeGemini, Reply
 
 WEATHER = ToolSpec(
@@ -93,7 +96,11 @@ async def test_function_call_out_and_result_back(fake: FakeGemini) -> None:
     calls = [o for o in out if isinstance(o, ToolCall)]
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Seoul"})]
     decl = fake.requests[0].body["tools"][0]["functionDeclarations"][0]
-    assert decl["name"] == "get_weather" and decl["parameters"]["required"] == ["city"]
+    # The JSON schema as given (a client's tools may use any of JSON Schema); google-genai 3.6
+    # writes this field in snake case, which proto3 JSON accepts as well.
+    schema = decl.get("parametersJsonSchema", decl.get("parameters_json_schema"))
+    assert decl["name"] == "get_weather" and schema == WEATHER.parameters
+    assert "toolConfig" not in fake.requests[0].body  # the model decides
     history = [
         Message("user", "날씨 어때요?"),
         Message("assistant", tool_calls=(calls[0],)),
@@ -111,6 +118,32 @@ async def test_function_call_out_and_result_back(fake: FakeGemini) -> None:
         "name": "get_weather",
         "response": {"sky": "clear"},
     }
+
+
+async def test_a_required_call_is_mode_any_and_a_plain_output_is_wrapped(fake: FakeGemini) -> None:
+    """A required call (of one function, or of any) is toolConfig mode ANY; a client's plain-text
+    output goes back as {"output": text}, a JSON object as that object."""
+    seoul = ToolCall("local-1", "get_weather", {"city": "Seoul"})
+    busan = ToolCall("local-2", "get_weather", {"city": "Busan"})
+    history = [
+        Message("user", "날씨 어때요?"),
+        Message("assistant", tool_calls=(seoul, busan)),
+        Message("tool", tool_result=client_result(seoul, "맑음")),
+        Message("tool", tool_result=client_result(busan, '{"sky": "clear"}')),
+    ]
+    llm = engine(fake)
+    await collect(llm, history, ChatContext("", tools=[WEATHER], tool_choice=ToolChoice(True, "get_weather")))
+    await collect(llm, history, ChatContext("", tools=[WEATHER], tool_choice=ToolChoice(required=True)))
+    named, any_ = (r.body["toolConfig"] for r in fake.requests)
+
+    def config(body: dict[str, Any]) -> dict[str, Any]:  # proto3 JSON: either spelling
+        return dict(body.get("functionCallingConfig") or body["function_calling_config"])
+
+    names = config(named).get("allowedFunctionNames", config(named).get("allowed_function_names"))
+    assert config(named)["mode"] == "ANY" and names == ["get_weather"]
+    assert config(any_)["mode"] == "ANY" and not config(any_).get("allowedFunctionNames")
+    responses = [p["functionResponse"]["response"] for p in fake.requests[0].body["contents"][-1]["parts"]]
+    assert responses == [{"output": "맑음"}, {"sky": "clear"}]
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,13 @@ from pipeline.engines.base import (
     Message,
     TextDelta,
     ToolCall,
+    ToolChoice,
     ToolResult,
     ToolSpec,
     Usage,
 )
-from pipeline.engines.openai_compat import OpenAICompatLLM
+from pipeline.engines.openai_compat import OpenAICompatLLM, _finish_calls
+from pipeline.tools import client_result
 from tests.fakes.openai_chat import FakeChat, Reply
 
 CTX = ChatContext(system_prompt="Be kind.", language="en")
@@ -76,6 +78,38 @@ async def test_tool_call_fragments_are_joined(fake: FakeChat) -> None:
     messages = fake.requests[1].body["messages"]
     assert messages[1]["tool_calls"][0]["function"] == {"name": "set_alarm", "arguments": '{"time": "07:30"}'}
     assert messages[2] == {"role": "tool", "tool_call_id": calls[0].id, "content": '{"ok": true}'}
+
+
+async def test_a_client_tools_output_goes_back_as_its_text_and_a_call_can_be_required(fake: FakeChat) -> None:
+    """A client tool's output is the tool message's content as sent; a required call (one named, or
+    any) is the request's tool_choice; a server's call without an id gets a unique one."""
+    call = ToolCall("call_1", "set_alarm", {"time": "07:30"})
+    output = client_result(call, "Alarm set for 07:30.")
+    history = [
+        Message("user", "wake me at 7:30"),
+        Message("assistant", tool_calls=(call,)),
+        Message("tool", tool_result=output),
+    ]
+    await collect(
+        engine(fake), history, ChatContext("", tools=[ALARM], tool_choice=ToolChoice(True, "set_alarm"))
+    )
+    body = fake.requests[0].body
+    assert body["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "Alarm set for 07:30.",
+    }
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "set_alarm"}}
+    await collect(
+        engine(fake), history, ChatContext("", tools=[ALARM], tool_choice=ToolChoice(required=True))
+    )
+    assert fake.requests[1].body["tool_choice"] == "required"
+    await collect(engine(fake), history, ChatContext("", tools=[ALARM]))
+    assert "tool_choice" not in fake.requests[2].body
+    pending = {0: {"id": "", "name": "set_alarm", "arguments": ""}}
+    first = _finish_calls(dict(pending))[0]
+    second = _finish_calls(dict(pending))[0]
+    assert isinstance(first, ToolCall) and isinstance(second, ToolCall) and first.id != second.id
 
 
 @pytest.mark.parametrize(

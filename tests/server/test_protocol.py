@@ -12,10 +12,12 @@ import pytest
 
 from pipeline import events as ev
 from pipeline.audio import AudioFormat
+from pipeline.engines.base import ToolSpec
+from pipeline.tools import ClientTools
 from pipeline.turns import CallConfig
 from server.realtime import protocol as p
 from server.realtime.encoder import Encoder
-from server.realtime.session import LANGUAGES, Session, SessionUpdate, TurnDetection
+from server.realtime.session import LANGUAGES, Session, SessionConflict, SessionUpdate, TurnDetection
 
 
 def parsed(event: dict[str, Any]) -> p.ClientEvent:
@@ -128,7 +130,8 @@ def text(value: Any) -> dict[str, Any]:
         ({"type": "input_audio_buffer.append", "audio": 5}, "audio"),
         ({"type": "input_audio_buffer.append"}, "audio"),
         ({"type": CREATE, "item": "x"}, "item"),
-        (create(type="function_call"), "item.type"),
+        (create(type="function_call_result"), "item.type"),
+        (create(type=7), "item.type"),
         (create(text("Hi"), role="robot"), "item.role"),
         (create(), "item.content"),
         (create({"type": "input_audio"}), "item.content[0].type"),
@@ -200,7 +203,7 @@ def test_the_ga_session_shape() -> None:
                 },
                 "output": {"format": {"type": "audio/pcmu"}, "voice": "marin", "speed": 0.8},
             },
-            "tools": [],  # fields we do not use are ignored
+            "temperature": 0.7,  # fields we do not use are ignored
         }
     )
     assert s.input_format == AudioFormat("pcm16", 16000) and s.output_format == AudioFormat("g711_ulaw", 8000)
@@ -348,10 +351,8 @@ def test_an_error_event_carries_code_param_and_the_clients_event_id() -> None:
 
 
 def test_fields_we_do_not_use_are_ignored_not_refused() -> None:
-    """OpenAI session fields we have no use for (tools, temperature, tracing) leave the session as it was."""
-    update = SessionUpdate.model_validate(
-        {"tools": [{"type": "function"}], "temperature": 0.6, "tracing": "auto"}
-    )
+    """OpenAI session fields we have no use for (temperature, tracing) leave the session as it was."""
+    update = SessionUpdate.model_validate({"temperature": 0.6, "tracing": "auto", "max_output_tokens": "inf"})
     start = Session()
     assert start.updated(update) == start
 
@@ -368,3 +369,273 @@ def test_the_pcm_rates_accepted_are_the_ones_the_refusal_names() -> None:
         }
     )
     assert "8000, 16000, 24000 or 48000" in str(err)
+
+
+# --- the client's tools ----------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Today's weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+
+
+def tool(**fields: Any) -> dict[str, Any]:
+    return {**WEATHER, **fields}
+
+
+def nested(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+@pytest.mark.parametrize("ga", [True, False])
+def test_tools_and_tool_choice_apply_and_echo_in_both_shapes(ga: bool) -> None:
+    """session.tools and tool_choice (top level in the beta and the GA shape) become the core's
+    ClientTools and are echoed as OpenAI does; an update without them keeps them."""
+    shape = {"type": "realtime"} if ga else {}
+    s = updated({**shape, "tools": [WEATHER], "tool_choice": {"type": "function", "name": "get_weather"}})
+    assert [t.name for t in s.tools.specs] == ["get_weather"]
+    assert (s.tools.choice, s.tools.function) == ("function", "get_weather")
+    assert s.tools.specs[0].parameters == WEATHER["parameters"]
+    echo = s.to_json(ga=ga)
+    assert echo["tools"] == [WEATHER] and echo["tool_choice"] == {"type": "function", "name": "get_weather"}
+    kept = updated({"instructions": "Be brief."}, start=s)
+    assert kept.tools == s.tools
+    assert Session().to_json(ga=ga)["tools"] == [] and Session().to_json(ga=ga)["tool_choice"] == "auto"
+    cleared = updated({"tools": [], "tool_choice": "none"}, start=s)
+    assert cleared.tools.specs == () and cleared.tools.offered == () and cleared.tools.choice == "none"
+
+
+def test_a_tool_without_parameters_takes_none() -> None:
+    """Parameters left out: an object with no properties (what OpenAI does), for every engine."""
+    s = updated({"tools": [{"type": "function", "name": "hang_up"}]})
+    assert s.tools.specs[0].parameters == {"type": "object", "properties": {}}
+
+
+SCHEMA = "session.tools[0].parameters"
+
+
+@pytest.mark.parametrize(
+    ("session", "param"),
+    [
+        ({"tools": "get_weather"}, "session.tools"),
+        ({"tools": [tool(name=f"t{i}") for i in range(129)]}, "session.tools"),
+        ({"tools": [WEATHER, WEATHER]}, "session.tools"),
+        ({"tools": [tool(name="get weather")]}, "session.tools[0].name"),
+        ({"tools": [tool(name="")]}, "session.tools[0].name"),
+        ({"tools": [tool(name="x" * 65)]}, "session.tools[0].name"),
+        ({"tools": [tool(name="날씨")]}, "session.tools[0].name"),
+        ({"tools": [tool(name="list_events")]}, "session.tools[0].name"),  # the companion's own
+        ({"tools": [{"type": "function"}]}, "session.tools[0].name"),
+        ({"tools": [tool(type="mcp", server_label="x")]}, "session.tools[0].type"),
+        ({"tools": [tool(description="x" * 4001)]}, "session.tools[0].description"),
+        ({"tools": [tool(description="a\x00")]}, "session.tools[0].description"),
+        ({"tools": [WEATHER, tool(name="b", parameters="{}")]}, "session.tools[1].parameters"),
+        ({"tools": [tool(parameters={"type": "string"})]}, SCHEMA),
+        ({"tools": [tool(parameters={"properties": {}})]}, SCHEMA),
+        (
+            {"tools": [tool(parameters={"type": "object", "properties": {"a": {"type": "strin"}}})]},
+            SCHEMA,
+        ),
+        ({"tools": [tool(parameters={"type": "object", "required": "a"})]}, SCHEMA),
+        ({"tools": [tool(parameters={"type": "object", "minProperties": -1})]}, SCHEMA),
+        ({"tools": [tool(parameters={"type": "object", "x": "y" * 16_000})]}, SCHEMA),
+        ({"tools": [tool(parameters=nested(40))]}, SCHEMA),
+        ({"tools": [tool(parameters={"type": "object", "maximum": float("nan")})]}, SCHEMA),
+        ({"tool_choice": "sometimes"}, "session.tool_choice"),
+        ({"tool_choice": "AUTO"}, "session.tool_choice"),
+        ({"tool_choice": 1}, "session.tool_choice"),
+        ({"tool_choice": {"type": "function"}}, "session.tool_choice"),
+        ({"tool_choice": {"type": "function", "name": "a b"}}, "session.tool_choice"),
+        ({"tool_choice": {"type": "mcp", "server_label": "x"}}, "session.tool_choice"),
+        ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "other"}}, "session.tool_choice"),
+        ({"type": "realtime", "tools": [tool(name="a.b")]}, "session.tools[0].name"),
+    ],
+)  # fmt: skip
+def test_bad_tools_are_refused_with_the_field(session: dict[str, Any], param: str) -> None:
+    """Tool names (OpenAI's pattern, not the companion's own, distinct), JSON schemas of an object
+    (valid, bounded in size and depth), the count and tool_choice are checked; the field is named."""
+    err = refusal(
+        json.dumps({"type": "session.update", "event_id": "evt_t", "session": session}, allow_nan=True)
+    )
+    assert err.code == "invalid_value" and err.param == param and err.event_id == "evt_t", str(err)
+    assert len(str(err)) < 400
+
+
+def test_a_tool_choice_naming_a_missing_tool_conflicts_with_the_session() -> None:
+    """A tool_choice valid alone but naming a tool the session lacks (now, or after new tools) is
+    refused by the session, naming the field; the session is unchanged."""
+    start = updated({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "get_weather"}})
+    with pytest.raises(SessionConflict) as info:
+        updated({"tools": [tool(name="call_family")]}, start=start)
+    assert info.value.param == "session.tool_choice" and "get_weather" in str(info.value)
+    with pytest.raises(SessionConflict):
+        updated({"tool_choice": {"type": "function", "name": "call_family"}})
+    assert start.tools.function == "get_weather"
+    assert updated({"tools": [], "tool_choice": "auto"}, start=start).tools == ClientTools()
+
+
+def test_response_create_takes_tools_for_that_response() -> None:
+    """response.create's response.tools and tool_choice are checked like the session's."""
+    event = parsed({"type": "response.create", "response": {"tools": [WEATHER], "tool_choice": "required"}})
+    assert isinstance(event, p.CreateResponse) and event.response is not None
+    tools = event.response.applied(ClientTools(), "response.tool_choice")
+    assert [t.name for t in tools.specs] == ["get_weather"] and tools.first_turn().required
+    only_choice = parsed({"type": "response.create", "response": {"tool_choice": "none"}})
+    assert isinstance(only_choice, p.CreateResponse) and only_choice.response is not None
+    session = ClientTools((ToolSpec("get_weather", ""),))
+    assert only_choice.response.applied(session, "response.tool_choice") == ClientTools(session.specs, "none")
+    for response, param in (
+        ({"tools": [tool(name="bad name")]}, "response.tools[0].name"),
+        ({"tool_choice": "maybe"}, "response.tool_choice"),
+        ({"tools": [], "tool_choice": {"type": "function", "name": "get_weather"}}, "response.tool_choice"),
+    ):
+        assert refusal({"type": "response.create", "response": response}).param == param
+
+
+def test_function_call_and_output_items_parse_into_their_events() -> None:
+    """conversation.item.create with a function_call or a function_call_output item."""
+    call = parsed(
+        create(type="function_call", call_id="call_1", name="get_weather", arguments='{"city": "Seoul"}')
+    )
+    assert isinstance(call, p.CreateFunctionCall)
+    assert (call.item.call_id, call.item.name, call.item.arguments) == (
+        "call_1",
+        "get_weather",
+        '{"city": "Seoul"}',
+    )
+    output = parsed(create(type="function_call_output", call_id="call_1", output="Sunny, 21 C", id="item_9"))
+    assert isinstance(output, p.CreateFunctionOutput)
+    assert (output.item.call_id, output.item.output, output.item.id) == ("call_1", "Sunny, 21 C", "item_9")
+    assert isinstance(parsed(create(type="function_call", name="hang_up")), p.CreateFunctionCall)
+
+
+OUTPUT, CALL = {"type": "function_call_output", "call_id": "call_1"}, {"type": "function_call", "name": "f"}
+
+
+@pytest.mark.parametrize(
+    ("item", "param"),
+    [
+        ({**OUTPUT, "output": 5}, "item.output"),
+        ({**OUTPUT, "output": {"sky": "clear"}}, "item.output"),  # a string, as with OpenAI
+        ({**OUTPUT, "output": "a\x00"}, "item.output"),
+        ({**OUTPUT, "output": "x" * (p.MAX_OUTPUT + 1)}, "item.output"),
+        ({"type": "function_call_output", "output": "ok"}, "item.call_id"),
+        ({**OUTPUT, "call_id": "../x", "output": "ok"}, "item.call_id"),
+        ({**OUTPUT, "call_id": "c" * 65, "output": "ok"}, "item.call_id"),
+        ({**CALL, "name": "get weather"}, "item.name"),
+        ({**CALL, "name": "show_photo"}, "item.name"),
+        ({"type": "function_call"}, "item.name"),
+        ({**CALL, "arguments": "city=Seoul"}, "item.arguments"),
+        ({**CALL, "arguments": "[1, 2]"}, "item.arguments"),
+        ({**CALL, "arguments": '{"a": NaN}'}, "item.arguments"),
+        ({**CALL, "arguments": {"city": "Seoul"}}, "item.arguments"),
+        ({**CALL, "call_id": 7}, "item.call_id"),
+    ],
+)
+def test_bad_function_items_are_refused_with_the_field(item: dict[str, Any], param: str) -> None:
+    """A function_call_output's call_id and output, a function_call's name and arguments (a JSON
+    object in a string) are checked before anything happens."""
+    err = refusal({"type": CREATE, "event_id": "evt_f", "item": item})
+    assert err.code == "invalid_value" and err.param == param and err.event_id == "evt_f", str(err)
+
+
+def call_events(beta: bool) -> tuple[Encoder, list[dict[str, Any]]]:
+    """A reply that said a few words, then called get_weather: its server events, in order."""
+    enc = Encoder(beta=beta, session=Session())
+    out = enc.encode(ev.ResponseStarted("resp_1", "item_a", "item_u"))
+    out += enc.encode(ev.ReplyTextDelta("resp_1", "item_a", "Let me look. "))
+    out += enc.encode(ev.ReplyAudio("resp_1", "item_a", np.zeros(480, dtype=np.int16)))
+    call = ev.FunctionCall("item_f", "item_a", "call_1", "get_weather", '{"city": "Seoul"}')
+    out += enc.encode(ev.ResponseDone("resp_1", "item_a", "completed", "Let me look.", calls=(call,)))
+    return enc, out
+
+
+def test_a_function_call_goes_out_whole_after_the_spoken_message() -> None:
+    """GA: the call's item is added (in progress, no arguments), its arguments are one delta, then
+    done (with the name) and the item done; response.done lists the message then the call."""
+    _, out = call_events(beta=False)
+    names = [e["type"] for e in out]
+    start = names.index("response.output_item.added", names.index("response.output_audio.delta"))
+    assert names[start:start + 7] == [
+        "response.output_item.added", "conversation.item.added", "conversation.item.created",
+        "response.function_call_arguments.delta", "response.function_call_arguments.done",
+        "response.output_item.done", "conversation.item.done",
+    ]  # fmt: skip
+    added, _, created, delta, done, item_done = out[start : start + 6]
+    assert added["item"] == {
+        "id": "item_f", "object": "realtime.item", "status": "in_progress", "call_id": "call_1",
+        "type": "function_call", "name": "get_weather", "arguments": "",
+    }  # fmt: skip
+    assert added["output_index"] == 1 and added["response_id"] == "resp_1"
+    assert created["previous_item_id"] == "item_a"
+    ids = {"response_id": "resp_1", "item_id": "item_f", "output_index": 1, "call_id": "call_1"}
+    assert delta == {
+        **ids,
+        "type": delta["type"],
+        "event_id": delta["event_id"],
+        "delta": '{"city": "Seoul"}',
+    }
+    assert (
+        done["arguments"] == '{"city": "Seoul"}'
+        and done["name"] == "get_weather"
+        and done["call_id"] == "call_1"
+    )
+    assert item_done["item"] == {**added["item"], "status": "completed", "arguments": '{"city": "Seoul"}'}
+    response = out[-1]["response"]
+    assert [o["type"] for o in response["output"]] == ["message", "function_call"]
+    assert response["output"][1] == item_done["item"] and response["status"] == "completed"
+    assert names.index("response.output_item.done") < start  # the message finished first
+
+
+def test_beta_clients_get_the_call_with_beta_item_events() -> None:
+    """A beta client gets conversation.item.created (no .added, no .done) and the same call events."""
+    _, out = call_events(beta=True)
+    names = [e["type"] for e in out]
+    assert "conversation.item.added" not in names and "conversation.item.done" not in names
+    assert names.count("conversation.item.created") == 2  # the message, the call
+    assert "response.function_call_arguments.done" in names and "response.audio.delta" in names
+
+
+def test_a_reply_that_only_calls_a_tool_has_no_message_item() -> None:
+    """Nothing said: no message item at all (as with OpenAI); the call is output 0 and the only output."""
+    enc = Encoder(beta=False, session=Session())
+    out = enc.encode(ev.ResponseStarted("resp_2", "item_a", "item_u"))
+    assert [e["type"] for e in out] == ["response.created"]  # the message waits for its words
+    call = ev.FunctionCall("item_f", "item_u", "call_2", "get_weather", "{}")
+    out += enc.encode(ev.ResponseDone("resp_2", "item_a", "completed", "", message=False, calls=(call,)))
+    added = [e for e in out if e["type"] == "response.output_item.added"]
+    assert [(e["item"]["id"], e["output_index"]) for e in added] == [("item_f", 0)]
+    assert not any("audio" in e["type"] or "content_part" in e["type"] for e in out)
+    assert [o["id"] for o in out[-1]["response"]["output"]] == ["item_f"]
+    # ... and a reply with no words and no call (cancelled at once) still has its message item.
+    out = enc.encode(ev.ResponseStarted("resp_3", "item_b", "item_f"))
+    out += enc.encode(ev.ResponseDone("resp_3", "item_b", "cancelled", ""))
+    assert [o["id"] for o in out[-1]["response"]["output"]] == ["item_b"]
+    assert "response.output_item.added" in [e["type"] for e in out]
+
+
+def test_client_function_items_and_errors_on_them_go_out_as_items_and_named_errors() -> None:
+    """A function_call_output the client added is echoed as its item; an error names its field."""
+    enc = Encoder(beta=False, session=Session())
+    added, created = enc.encode(
+        ev.CallItemCreated("item_o", "item_f", "function_call_output", "call_1", output="Sunny")
+    )
+    assert added["type"] == "conversation.item.added" and created["previous_item_id"] == "item_f"
+    assert created["item"] == {
+        "id": "item_o", "object": "realtime.item", "status": "completed", "call_id": "call_1",
+        "type": "function_call_output", "output": "Sunny",
+    }  # fmt: skip
+    [err] = enc.encode(
+        ev.ErrorEvent("no such call", code="item_create_invalid_call_id", event_id="e1", param="item.call_id")
+    )
+    assert err["error"]["param"] == "item.call_id" and err["error"]["event_id"] == "e1"
