@@ -23,7 +23,9 @@ waiting too long after a finished sentence is the second worst)::
     unfinished   any                max_ms       ("My late husband and I used to.")
     no words     any                max_ms       (still decoding: decided again when they come)
     finished     finished           finished_ms  (both agree: answer quickly)
-    finished     not yet answered   learned      (asked once the words are in; ~100 ms; decide again)
+    finished     being judged       max(learned, doubt_ms)  (asked once the words are in; it
+                                                 answers in ~100 ms, and the table is read again)
+    finished     no model / failed  learned
     finished     unfinished         max(learned, doubt_ms)
     unsure       finished           learned
     unsure       unfinished / none  max(learned, doubt_ms)
@@ -110,8 +112,11 @@ def decide(
     learned_ms: int,
     policy: TurnEndPolicy,
     patience_ms: int = 0,
+    *,
+    sound_pending: bool = False,
 ) -> Decision:
-    """The silence that ends the turn now, given what is known (see the module's table)."""
+    """The silence that ends the turn now, given what is known (see the module's table).
+    `sound_pending`: the audio model was asked about this pause and has not answered yet."""
     learned = min(max(learned_ms, policy.finished_ms), policy.max_ms)
     doubt = min(max(learned, policy.doubt_ms), policy.max_ms)
     sound_done = None if audio_p is None else audio_p >= policy.audio_threshold
@@ -122,8 +127,10 @@ def decide(
     elif state is Completeness.INCOMPLETE:
         silence, reason = policy.max_ms, "words unfinished"
     elif state is Completeness.COMPLETE:
-        if sound_done is None:
-            silence, reason = learned, "words finished, sound not judged yet"
+        if sound_done is None and sound_pending:
+            silence, reason = doubt, "words finished, sound being judged"
+        elif sound_done is None:
+            silence, reason = learned, "words finished, sound not judged"
         elif sound_done:
             silence, reason = policy.finished_ms, "words and sound finished"
         else:
@@ -257,10 +264,13 @@ class EndOfTurn:
             self._asked = True
             self._predict(self._heard)
         patience = self.patience_ms
-        key = (words, self._audio_p, learned_ms, patience)
+        pending = self._task is not None and not self._task.done()
+        key = (words, self._audio_p, learned_ms, patience, pending)
         if key != self._key or self.decision is None:
             self._key = key
-            self.decision = decide(words, self._audio_p, learned_ms, self.policy, patience)
+            self.decision = decide(
+                words, self._audio_p, learned_ms, self.policy, patience, sound_pending=pending
+            )
         if (
             paused_at is not None
             and sound_matters

@@ -70,3 +70,11 @@ def test_a_callers_patience_is_a_floor_under_the_table(
     if want == patience:
         assert d.reason.endswith("this caller went on after such pauses")
         assert d.as_timings()["end_patience_ms"] == patience
+
+
+def test_finished_words_wait_for_the_sound_being_judged() -> None:
+    """The model was asked and has not answered: finished words do not end the turn on the learned
+    silence alone (a doubtful sound must still be able to make it wait); with no model they do."""
+    pending = decide(DONE, None, 700, POLICY, sound_pending=True)
+    assert pending.silence_ms == 1600 and pending.reason == "words finished, sound being judged"
+    assert decide(DONE, None, 700, POLICY).silence_ms == 700
