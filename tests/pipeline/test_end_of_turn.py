@@ -17,6 +17,16 @@ async def call() -> AsyncIterator[Call]:
     await c.close()
 
 
+def hears(call: Call, p: float, *, lead_ms: float | None = None) -> FakeTurnModel:
+    """Give the call an audio end-of-turn model that answers `p`; `lead_ms` paces the reply as a
+    client plays it (so the caller can speak within its first words)."""
+    call.engines.turn = model = FakeTurnModel(p)
+    call.conv.turn_end.model = model
+    if lead_ms is not None:
+        call.conv.config.lead_ms = lead_ms
+    return model
+
+
 def ended_at(call: Call) -> list[float]:
     """The endpointing wait of each ended turn (ms of silence required)."""
     return [float(i.end_of_turn["end_silence_ms"]) for i in call.conv.items if i.end_of_turn]
@@ -24,8 +34,7 @@ def ended_at(call: Call) -> list[float]:
 
 async def test_finished_words_and_sound_end_the_turn_quickly(call: Call) -> None:
     """Words that read finished and a model that hears a finish: the turn ends after ~350 ms."""
-    call.engines.turn = FakeTurnModel(0.93)
-    call.conv.turn_end.model = call.engines.turn
+    hears(call, 0.93)
     await call.feed(speech(900))
     await call.feed(silence(420))
     assert len(call.of(SpeechStopped)) == 1
@@ -37,8 +46,7 @@ async def test_finished_words_and_sound_end_the_turn_quickly(call: Call) -> None
 
 async def test_unfinished_words_wait_for_the_maximum(call: Call) -> None:
     """ "My late husband and I used to." with a 1.5 s pause stays one turn, whatever the model says."""
-    call.engines.turn = FakeTurnModel(0.99)
-    call.conv.turn_end.model = call.engines.turn
+    hears(call, 0.99)
     whole = "My late husband and I used to walk along the river."
     halves = iter(["My late husband and I used to.", whole])
     call.engines.stt.text_fn = lambda audio: next(halves, whole)
@@ -52,8 +60,7 @@ async def test_unfinished_words_wait_for_the_maximum(call: Call) -> None:
 
 async def test_a_doubtful_finish_waits_longer_than_a_mid_sentence_pause(call: Call) -> None:
     """Finished-looking words but an unfinished-sounding voice: a 1.2 s pause does not end the turn."""
-    call.engines.turn = FakeTurnModel(0.05)
-    call.conv.turn_end.model = call.engines.turn
+    hears(call, 0.05)
     await call.feed(speech(900))
     await call.feed(silence(1200))
     assert not call.of(SpeechStopped)
@@ -75,9 +82,7 @@ async def test_without_an_audio_model_the_learned_silence_ends_finished_words(ca
 
 async def test_speaking_on_while_the_first_words_play_rejoins_the_turn(call: Call) -> None:
     """The reply began playing, the caller went on within a second of it: the turns become one."""
-    call.engines.turn = FakeTurnModel(0.93)
-    call.conv.turn_end.model = call.engines.turn
-    call.conv.config.lead_ms = 100
+    hears(call, 0.93, lead_ms=100)
     await call.feed(speech(900))
     await call.feed(silence(400))
     await call.until(ReplyAudio)
@@ -93,9 +98,7 @@ async def test_a_caller_who_went_on_after_a_finished_pause_gets_more_time(call: 
     """ "I saw an old photo ... of my wedding day": words and sound both read finished at the pause,
     so the first time the turn ends and is rejoined; from then on this caller's finished-looking
     turns wait 1.5x that pause, and the same pause no longer ends a turn."""
-    call.engines.turn = FakeTurnModel(0.93)
-    call.conv.turn_end.model = call.engines.turn
-    call.conv.config.lead_ms = 100
+    hears(call, 0.93, lead_ms=100)
     await call.feed(speech(900))
     await call.feed(silence(1000))  # a pause of 1 s after a whole phrase: the turn ends at 350 ms
     assert len(call.of(SpeechStopped)) == 1
@@ -121,9 +124,7 @@ async def test_a_caller_who_went_on_after_a_finished_pause_gets_more_time(call: 
 
 async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(call: Call) -> None:
     """A new turn after they heard our answer is an answer: the next turn still ends quickly."""
-    call.engines.turn = FakeTurnModel(0.93)
-    call.conv.turn_end.model = call.engines.turn
-    call.conv.config.lead_ms = 100
+    hears(call, 0.93, lead_ms=100)
     await call.feed(speech(900))
     await call.feed(silence(400))
     await call.until(ResponseDone)
@@ -137,8 +138,7 @@ async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(c
 async def test_the_sound_is_judged_only_when_it_can_matter(call: Call) -> None:
     """Unfinished words wait the longest whatever the sound: the model is not asked (no CPU taken
     from the decode); once the words read finished it judges the sound as the pause began."""
-    call.engines.turn = FakeTurnModel(0.99)
-    call.conv.turn_end.model = call.engines.turn
+    hears(call, 0.99)
     whole = "My late husband and I used to walk along the river."
     halves = iter(["My late husband and I used to.", whole])
     call.engines.stt.text_fn = lambda audio: next(halves, whole)
@@ -155,9 +155,7 @@ async def test_the_sound_is_judged_only_when_it_can_matter(call: Call) -> None:
 
 async def _went_on_once(call: Call) -> None:
     """A 1 s pause after a whole phrase ends the turn, they go on: patience ~1.5 s."""
-    call.engines.turn = FakeTurnModel(0.93)
-    call.conv.turn_end.model = call.engines.turn
-    call.conv.config.lead_ms = 100
+    hears(call, 0.93, lead_ms=100)
     await call.feed(speech(900))
     await call.feed(silence(1000))
     await call.feed(speech(900))
