@@ -336,9 +336,11 @@ def serve_calls(
     ):
 
         async def drive() -> None:
-            token = await login(server.url, name=f"bench-{name}")
             for call_name, group in groups.items():
                 if group:
+                    # A caller of their own per call: what one call learns of its caller's pauses
+                    # starts that caller's next call, and these groups are different speakers.
+                    token = await login(server.url, name=f"bench-{name}-{call_name}")
                     print(f"call: {call_name} ({len(group)} turns)", flush=True)
                     results.extend(await run_call(server.url, token, group))
 

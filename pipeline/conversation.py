@@ -44,7 +44,7 @@ from pipeline.floor import Floor
 from pipeline.reply import Reply
 from pipeline.tools import ClientTools, ToolRunner, client_result
 from pipeline.transcripts import Transcripts
-from pipeline.turn_end import EndOfTurn, TurnEndPolicy
+from pipeline.turn_end import EndOfTurn, SpeakerHabits, TurnEndPolicy
 from pipeline.turns import CallConfig, CallEngines, Item, new_id
 from pipeline.vad import FRAME_MS, SAMPLE_RATE, FrameSplitter, Vad
 
@@ -102,6 +102,16 @@ class Conversation:
         self.core.client_tools = value
 
     # --- configuration -------------------------------------------------------------------------
+
+    @property
+    def habits(self) -> SpeakerHabits:
+        """How this caller pauses, as learned so far: keep it for their next call."""
+        return SpeakerHabits(tuple(self._ep.pauses), tuple(self.turn_end.went_on_after))
+
+    def learn_habits(self, habits: SpeakerHabits) -> None:
+        """Start from what earlier calls learned about this caller's pauses (before any audio)."""
+        self._ep.pauses.extend(habits.pauses_ms)
+        self.turn_end.went_on_after.extend(habits.went_on_ms)
 
     def configure(self, **changes: Any) -> None:
         """Apply session changes (`CallConfig` field names); retunes VAD and endpointer settings.

@@ -56,6 +56,39 @@ WENT_ON_HISTORY = 8
 #: Turns in a row that waited on the patience with no pause it bridged, before the oldest went-on
 #: pause is forgotten.
 PATIENCE_FORGET_TURNS = 4
+#: A remembered pause longer than this is not a pause (a stored value out of range is dropped).
+HABIT_MAX_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerHabits:
+    """How a caller pauses, as one call learned it, to start their next call with.
+
+    `pauses_ms`: their pauses inside turns (and quick restarts after a turn we ended), which set the
+    learned silence (`Endpointer.pauses`); `went_on_ms`: the pauses after which they went on
+    although the words read finished, which set their patience (`EndOfTurn.went_on_after`). Both
+    keep learning, and forgetting, in the next call as in this one.
+    """
+
+    pauses_ms: tuple[int, ...] = ()
+    went_on_ms: tuple[int, ...] = ()
+
+    def as_json(self) -> dict[str, list[int]]:
+        return {"pauses_ms": list(self.pauses_ms), "went_on_ms": list(self.went_on_ms)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SpeakerHabits:
+        """Read what `as_json` wrote; anything else (an old row, a hand edit) counts as unknown."""
+
+        def pauses(key: str) -> tuple[int, ...]:
+            values = data.get(key) if isinstance(data, Mapping) else None
+            if not isinstance(values, list):
+                return ()
+            return tuple(
+                v for v in values if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= HABIT_MAX_MS
+            )
+
+        return cls(pauses("pauses_ms"), pauses("went_on_ms"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,10 @@ class User(UserBase, table=True):
     dev_name: str | None = Field(default=None, max_length=100, unique=True, index=True)
     profile_image_url: str | None = None
     created_at: datetime = created_field()
+    #: How they pause when they speak, learned in calls (`pipeline.turn_end.SpeakerHabits`).
+    speaker_habits: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
 
 
 class RefreshToken(SQLModel, table=True):

@@ -44,6 +44,7 @@ from pipeline.events import (
 )
 from pipeline.reminders import ReminderClock
 from pipeline.tools import TOOL_SPECS
+from pipeline.turn_end import SpeakerHabits
 from pipeline.turns import CallConfig
 from server.companion.call import CallCompanion
 from server.realtime import protocol as p
@@ -194,6 +195,7 @@ class Call:
             self.conv = Conversation(
                 engines, self._context(facts), self._config(self.session), tools=companion.tools
             )
+            self.conv.learn_habits(SpeakerHabits.from_json(self.user.speaker_habits))
             await self.send(self.encoder.session_event("session.created"))
             saver = asyncio.create_task(self._save())  # outlives the call's tasks: every turn is stored
             async with asyncio.timeout(self.settings.realtime_max_call_s), asyncio.TaskGroup() as tg:
@@ -223,7 +225,7 @@ class Call:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(saver, self.settings.realtime_store_retry_s + 30)
             with contextlib.suppress(Exception):
-                await self.store.end()
+                await self.store.end(self.conv.habits.as_json() if self.conv is not None else None)
             if self.companion is not None and engines is not None and self.settings.call_summaries:
                 # New memories and a summary, in the background: the hang-up does not wait for them.
                 self.companion.after_call(engines.llm)

@@ -162,7 +162,9 @@ class CallStore:
         )
         return list(rows.scalars())
 
-    async def end(self) -> None:
+    async def end(self, habits: dict[str, Any] | None = None) -> None:
+        """The call is over: its end time and first words on the conversation, and (`habits`) how
+        the caller pauses on their user row, for their next call."""
         if self.conversation_id is None:
             return
         summary = " ".join(t for _, t in self._first_user_text).strip()
@@ -173,6 +175,8 @@ class CallStore:
             if row is not None:
                 row.ended_at = ended_at
                 row.summary = (summary[:300] + "…") if len(summary) > 300 else (summary or None)
+            if habits is not None and (user := await s.get(User, self.user_id)) is not None:
+                user.speaker_habits = habits
 
         await self._write("the end of the call", change)
 

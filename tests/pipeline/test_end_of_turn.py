@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from pipeline.events import ItemDeleted, ReplyAudio, ResponseDone, ResponseStarted, SpeechStopped
+from pipeline.turn_end import SpeakerHabits
 from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech
 
 
@@ -202,3 +203,33 @@ async def test_a_pause_the_patience_bridged_keeps_it(call: Call) -> None:
     for _ in range(3):
         await _finished_turn(call)
     assert call.conv.turn_end.patience_ms >= 1500
+
+
+async def test_what_a_call_learned_starts_the_next(call: Call) -> None:
+    """The habits a call learned (pauses, patience) start the caller's next call: there the same
+    finished-looking pause no longer ends the turn."""
+    await _went_on_once(call)
+    habits = call.conv.habits
+    assert habits.went_on_ms and SpeakerHabits.from_json(habits.as_json()) == habits
+    nxt = Call()
+    try:
+        hears(nxt, 0.93)
+        nxt.conv.learn_habits(habits)
+        assert nxt.conv.turn_end.patience_ms == call.conv.turn_end.patience_ms >= 1500
+        await nxt.feed(speech(900))
+        await nxt.feed(silence(1200))
+        assert not nxt.of(SpeechStopped)
+    finally:
+        await nxt.close()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [None, [], "x", {"pauses_ms": "x"}, {"pauses_ms": [True, -5, 10**9, "700"], "went_on_ms": [None]}],
+)
+def test_stored_habits_that_make_no_sense_count_as_unknown(stored: object) -> None:
+    """An old row, a hand edit: nothing but whole milliseconds in range is taken."""
+    assert SpeakerHabits.from_json(stored) == SpeakerHabits()
+    assert SpeakerHabits.from_json({"pauses_ms": [900, "x", 0], "went_on_ms": [1000]}) == SpeakerHabits(
+        (900,), (1000,)
+    )

@@ -190,6 +190,51 @@ async def test_a_sentence_cut_at_its_pauses_is_heard_whole(tmp_path: Path, gemin
             await asyncio.sleep(0.1)
         assert len(stored) == 1 and "ask not" in stored[0].lower()
 
+        def habits() -> dict[str, Any]:
+            with sqlite3.connect(db) as c:
+                (raw,) = c.execute("select speaker_habits from user where dev_name = 'pauser'").fetchone()
+                return dict(json.loads(raw))
+
+        for _ in range(100):  # kept at the end of the call, for the next one
+            learned = await asyncio.to_thread(habits)
+            if learned.get("pauses_ms"):
+                break
+            await asyncio.sleep(0.1)
+        # The pauses he made inside his turns are kept for his next call.
+        assert learned["pauses_ms"] and min(learned["pauses_ms"]) >= 200
+
+        # What a call learned starts the next one: say an earlier call saw him go on after a 1 s
+        # pause that read finished; his next call's first turn already waits on that patience
+        # (1.5 s, capped here at the 700 ms maximum), as its stored timings say.
+        def remember() -> None:
+            with sqlite3.connect(db) as c:
+                learned["went_on_ms"] = [1000]
+                c.execute(
+                    "update user set speaker_habits = ? where dev_name = 'pauser'", (json.dumps(learned),)
+                )
+
+        await asyncio.to_thread(remember)
+        async with client(live, str(r.json()["access_token"])).realtime.connect(model="x") as conn:
+            seen = []
+            await english_call(conn, seen)
+            await stream(conn, body.tobytes(), 960)
+            await until(conn, "conversation.item.input_audio_transcription.completed", seen, timeout=90)
+
+        def first_timings() -> dict[str, Any]:
+            with sqlite3.connect(db) as c:
+                rows = c.execute(
+                    "select t.timings from turn t join conversation v on v.id = t.conversation_id "
+                    "where t.role = 'user' order by v.started_at desc, t.started_at limit 1"
+                ).fetchall()
+                return dict(json.loads(rows[0][0])) if rows else {}
+
+        for _ in range(100):
+            timings = await asyncio.to_thread(first_timings)
+            if "end_silence_ms" in timings:
+                break
+            await asyncio.sleep(0.1)
+        assert timings.get("end_patience_ms") == 700
+
 
 def heard_whole(events: list[Any]) -> str:
     """The caller's final transcripts, less the items the server deleted (turns that were rejoined)."""
