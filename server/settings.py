@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     stt_model_dir: Path = Path("./models/whisper-base")
     stt_device: str = "auto"
     stt_cpu_threads: int = 2
+    # Compiled CPU kernels Whisper keeps (oneDNN's cache, 8 per audio window length; its own default
+    # of 1024 grew the server about 1 MB per new utterance length, see pipeline.engines.whisper).
+    stt_kernel_cache: int = Field(default=16, ge=0)
     llm_engine: str = "auto"
     llm_timeout_s: float = 20.0
     gemini_api_key: str | None = None
