@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    # glibc malloc arenas for the process's threads (0: glibc's default, 8 per core); set at start
+    # by `python -m server`. Each arena keeps its own peak; see server.allocator.
+    malloc_arena_max: int = Field(default=2, ge=0)
 
     # Auth
     jwt_secret: str = "dev-secret-change-me"
