@@ -11,7 +11,7 @@ for any clip under 10 s, so `pipeline.stt_stream` decides when one is worth runn
 On CPU, CTranslate2 runs the encoder's two convolutions through oneDNN, which compiles kernels for
 each input shape, i.e. for each window length, and by default keeps up to 1024 of them with their
 buffers: with fitted windows every new utterance length over 9.5 s added about 1 MB that was never
-given back (the soak benchmark's steady growth). `kernel_cache` bounds that cache; a miss costs
+given back (part of the soak benchmark's growth). `kernel_cache` bounds that cache; a miss costs
 about 3 ms of compiling in a decode of 300 ms or more.
 
 Whisper invents text on silence ("시청해주셔서 감사합니다", "Thank you.", loops of one word);
