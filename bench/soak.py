@@ -64,11 +64,10 @@ class Soak:
 
     async def token(self, name: str) -> str:
         """A dev-login token for `name`, renewed before the 15-minute access token expires."""
-        token, at = self.tokens.get(name, ("", 0.0))
-        if time.monotonic() - at > 600:
-            token = await login(self.url, name=name)
-            self.tokens[name] = (token, time.monotonic())
-        return token
+        # No default time: monotonic() counts from boot, so "obtained at 0" is not "long ago".
+        if name not in self.tokens or time.monotonic() - self.tokens[name][1] > 600:
+            self.tokens[name] = (await login(self.url, name=name), time.monotonic())
+        return self.tokens[name][0]
 
 
 def read_proc(pid: int) -> tuple[float, int, int]:

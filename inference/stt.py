@@ -33,7 +33,10 @@ class STTDeployment:
         self.settings = settings
         # WhisperSTT loads the model, proves CUDA works and falls back to CPU int8 when it does not.
         self.engine = WhisperSTT(
-            settings.stt_model_dir, device=settings.stt_device, cpu_threads=settings.stt_cpu_threads
+            settings.stt_model_dir,
+            device=settings.stt_device,
+            cpu_threads=settings.stt_cpu_threads,
+            kernel_cache=settings.stt_kernel_cache,
         )
         self._scheduler = BatchScheduler(
             self._decode,

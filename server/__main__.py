@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from server import allocator
 from server.app import create_app, drain
 from server.settings import Settings
 
@@ -82,6 +83,7 @@ class DrainingServer(uvicorn.Server):
 
 def main() -> None:
     settings = Settings()
+    allocator.limit_arenas(settings.malloc_arena_max)  # before any thread starts
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

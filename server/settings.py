@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    # glibc malloc arenas for the process's threads (0: glibc's default, 8 per core); set at start
+    # by `python -m server`. Each arena keeps its own peak; see server.allocator.
+    malloc_arena_max: int = Field(default=2, ge=0)
 
     # Auth
     jwt_secret: str = "dev-secret-change-me"
@@ -117,6 +120,9 @@ class Settings(BaseSettings):
     stt_model_dir: Path = Path("./models/whisper-base")
     stt_device: str = "auto"
     stt_cpu_threads: int = 2
+    # Compiled CPU kernels Whisper keeps (oneDNN's cache, 8 per audio window length; its own default
+    # of 1024 grew the server about 1 MB per new utterance length, see pipeline.engines.whisper).
+    stt_kernel_cache: int = Field(default=16, ge=0)
     llm_engine: str = "auto"
     llm_timeout_s: float = 20.0
     gemini_api_key: str | None = None

@@ -8,6 +8,12 @@ in, no VAD (ours gates the audio). Utterances are encoded in a mel window fitted
 decode from about 1.1-1.5 s to about 0.45 s on the development CPU. Decodes still cost the same
 for any clip under 10 s, so `pipeline.stt_stream` decides when one is worth running.
 
+On CPU, CTranslate2 runs the encoder's two convolutions through oneDNN, which compiles kernels for
+each input shape, i.e. for each window length, and by default keeps up to 1024 of them with their
+buffers: with fitted windows every new utterance length over 9.5 s added about 1 MB that was never
+given back (part of the soak benchmark's growth). `kernel_cache` bounds that cache; a miss costs
+about 3 ms of compiling in a decode of 300 ms or more.
+
 Whisper invents text on silence ("시청해주셔서 감사합니다", "Thank you.", loops of one word);
 `is_hallucination` drops those when the model itself or the signal says nothing was said.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +75,9 @@ FULL_WINDOW_FRAMES = 3000
 MIN_WINDOW_FRAMES = 1000
 WINDOW_MARGIN_FRAMES = 50
 MAX_FITTED_WINDOW_S = 28.0
+#: oneDNN kernels kept compiled: 8 per window length (the convolutions and their layout changes),
+#: so the usual 10 s window and one other stay warm.
+KERNEL_CACHE = 16
 
 
 def _normalise(text: str) -> str:
@@ -106,8 +116,14 @@ class WhisperSTT:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model_dir: Path, *, device: str = "auto", cpu_threads: int = 2) -> None:
-        """Load the model (blocking, ~0.6 s on CPU). Raises EngineUnavailable when it is missing."""
+    def __init__(
+        self, model_dir: Path, *, device: str = "auto", cpu_threads: int = 2, kernel_cache: int = KERNEL_CACHE
+    ) -> None:
+        """Load the model (blocking, ~0.6 s on CPU). Raises EngineUnavailable when it is missing.
+
+        `kernel_cache` bounds oneDNN's cache of compiled kernels. oneDNN reads it once per process,
+        when it compiles its first kernel, so the first engine loaded in a process decides it.
+        """
         model_dir = Path(model_dir)
         if not (model_dir / "model.bin").is_file():
             raise EngineUnavailable(
@@ -119,6 +135,8 @@ class WhisperSTT:
         except ImportError as e:
             raise EngineUnavailable("faster-whisper is not installed: pip install -e .") from e
         self.model_dir = model_dir
+        # oneDNN (inside CTranslate2) has no API for this but its environment variable, read lazily.
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(kernel_cache)
         self.device, self.compute_type = resolve_device(device)
         try:
             self._model = WhisperModel(
@@ -305,7 +323,11 @@ def _decode_windows(model: Any, req: DecodeRequest) -> tuple[str, float, float]:
 
 
 def load(settings: Any) -> WhisperSTT:
-    """Factory for the registry: a WhisperSTT from `stt_model_dir`, `stt_device`, `stt_cpu_threads`."""
+    """Factory for the registry: a WhisperSTT from the `stt_model_dir`, `stt_device`,
+    `stt_cpu_threads` and `stt_kernel_cache` settings."""
     return WhisperSTT(
-        settings.stt_model_dir, device=settings.stt_device, cpu_threads=settings.stt_cpu_threads
+        settings.stt_model_dir,
+        device=settings.stt_device,
+        cpu_threads=settings.stt_cpu_threads,
+        kernel_cache=settings.stt_kernel_cache,
     )

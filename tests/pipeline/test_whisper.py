@@ -70,3 +70,29 @@ async def test_long_telephone_recording_goes_through_30_s_windows(whisper: Whisp
     audio = from_float(decode_audio(str(FIXTURES / "osr_us_000_0034_8k.wav"), sampling_rate=16000))
     transcript = await whisper.transcribe(audio, language="en")
     assert word_error_rate(OSR_TEXT, transcript.text) <= 0.1, transcript.text
+
+
+def _compiled_code_kb() -> int:
+    """Resident anonymous executable memory of this process (kB): where oneDNN puts compiled kernels."""
+    total, counting = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5:  # a mapping's header: address perms offset dev inode [path]
+            counting = len(head) == 5 and "x" in head[1]
+        elif counting and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc (Linux)")
+async def test_many_utterance_lengths_keep_compiled_kernels_bounded(
+    whisper: WhisperSTT, jfk: np.ndarray
+) -> None:
+    """Utterances of 12 different lengths (12 window sizes) do not each leave compiled kernels behind."""
+    speech = np.concatenate([jfk, jfk])
+    await whisper.transcribe(speech[: 16000 * 11], language="en")
+    before = _compiled_code_kb()
+    for i in range(12):
+        await whisper.transcribe(speech[: int(16000 * (11.2 + 0.2 * i))], language="en")
+    # oneDNN's default cache kept about 300 kB of code per window (3.8 MB here); bounded, ~0.6 MB.
+    assert _compiled_code_kb() - before < 2000
