@@ -13,7 +13,7 @@ from tests.conftest import FIXTURES, LiveServer, make_settings
 
 JFK = FIXTURES / "jfk.flac"
 JFK_WORDS = ("fellow", "country")  # Whisper hears "Americans" as "America" now and then
-SILENCE_AFTER_SPEECH_S = 6.5
+SILENCE_AFTER_SPEECH_S = 4.5
 
 
 @pytest.fixture
@@ -41,8 +41,10 @@ def speech_wav_48k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """jfk.flac as 16-bit PCM WAV at 48 kHz mono (what Chromium's fake capture plays best) + silence.
 
     Chromium loops the file: the trailing silence lets the first turn end and its reply start
-    before the speech starts again, which is then a barge-in. The reply starts 2-5 s after the
-    speech ends here and, at voice speed 0.8, lasts about 5.5 s: 6.5 s of silence lands inside it.
+    before the speech starts again, which is then a barge-in. The turn ends 0.35-2.5 s after the
+    speech (the end of turn of wave 2), its reply starts about a second later on a busy machine,
+    and at voice speed 0.8 lasts about 5.5 s: 4.5 s of silence lands inside it (6.5 s did not
+    once the end of turn got quicker: the reply could be over before he spoke again).
     """
     rate = 48_000
     pcm = load_pcm(JFK, rate) + bytes(int(rate * SILENCE_AFTER_SPEECH_S) * 2)
