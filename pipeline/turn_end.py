@@ -217,8 +217,8 @@ class EndOfTurn:
         self._paused_at: float | None = None
         self._reruns = 0
         self._audio: Callable[[], PCM] | None = None
-        self._heard: PCM | None = None  # the sound as the pause began, for the model
-        self._asked = False  # the model was asked about this pause
+        #: The sound as the pause began, until the model is asked about it.
+        self._heard: PCM | None = None
         self._key: tuple[Any, ...] | None = None
         #: Pauses (ms) after which this caller went on although the turn had ended as finished.
         self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
@@ -270,8 +270,9 @@ class EndOfTurn:
         the pause began is kept; the model judges it once the words are in and are not plainly
         unfinished (a wait for unfinished words is the longest whatever the sound), so it never
         competes with the final decode for the CPU, nor runs when its answer cannot matter."""
-        self._paused_at, self._reruns, self._audio = self._clock(), 0, audio
-        self._heard, self._asked = audio(), False
+        self._paused_at, self._reruns = self._clock(), 0
+        if self.model is not None:  # with no model there is nothing to judge: copy no audio
+            self._audio, self._heard = audio, audio()
 
     def resumed(self, pause_ms: int | None = None) -> None:
         """The caller spoke on after `pause_ms` of silence: the pause's sound judgement is stale.
@@ -282,7 +283,7 @@ class EndOfTurn:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
-        self._heard, self._asked = None, False
+        self._heard = None
 
     def silence_ms(self, text: str | None, language: str, learned_ms: int) -> int:
         """The silence that ends the turn now. `text`: its transcript, None while still decoding."""
@@ -293,9 +294,9 @@ class EndOfTurn:
         sound_matters = (
             paused_at is not None and words is not None and words.state is not Completeness.INCOMPLETE
         )
-        if sound_matters and not self._asked and self._task is None and self._heard is not None:
-            self._asked = True
+        if sound_matters and self._heard is not None and self._task is None:
             self._predict(self._heard)
+            self._heard = None
         patience = self.patience_ms
         pending = self._task is not None and not self._task.done()
         key = (words, self._audio_p, learned_ms, patience, pending)
@@ -307,7 +308,7 @@ class EndOfTurn:
         if (
             paused_at is not None
             and sound_matters
-            and self._asked
+            and self._heard is None
             and self._reruns == 0
             and self._task is None
             and self._audio is not None
