@@ -78,8 +78,13 @@ async def save_photo(
     *,
     caption: str | None = None,
     source: str = "upload",
+    commit: bool = True,
 ) -> Photo:
     """Process `data` and store it as a new photo of `user_id`; commit and return the row.
+
+    With `commit=False` the row is only flushed: the caller finishes the transaction, so the photo
+    appears together with whatever else it writes, and on a rollback deletes the files
+    (`delete_photo_files`).
 
     Raises ImageRejected (nothing stored) for bodies over `max_upload_bytes` (413), images over
     `max_image_pixels` or `max_image_decode_bytes` decoded (413), formats other than
@@ -128,7 +133,7 @@ async def save_photo(
             await services.media.put(keys[size], blobs[size])
             written.append(keys[size])
         session.add(photo)
-        await session.commit()
+        await (session.commit() if commit else session.flush())
     except BaseException:
         # No row without files and no files without a row.
         await session.rollback()

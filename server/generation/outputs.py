@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 
 async def store_image(services: Services, gen: Generation, data: bytes) -> bool:
-    """A new gallery photo (linked to the memory) and the row succeeded; False if it was cancelled."""
+    """A new gallery photo (linked to the memory) and the row succeeded; False if it was cancelled.
+
+    The photo, its memory link and the status change are one transaction: a second check finishing
+    the same generation at once waits on the row's lock, finds it succeeded, and rolls its own photo
+    back, so nobody ever sees two pictures for one generation, not even for a moment.
+    """
     from server.photostore import ImageRejected, delete_photo_files, save_photo
 
     async with services.sessions() as session:
@@ -28,38 +33,39 @@ async def store_image(services: Services, gen: Generation, data: bytes) -> bool:
         caption = memory.title if memory is not None else gen.prompt[:200]
         try:
             photo = await save_photo(
-                services, session, gen.user_id, data, caption=caption, source="generated"
+                services, session, gen.user_id, data, caption=caption, source="generated", commit=False
             )
         except ImageRejected as e:
             raise OutputRefused(f"the picture was not accepted ({e})") from e
-        if memory is not None:
-            last = await session.scalar(
-                sa.select(sa.func.max(col(MemoryPhoto.position))).where(
-                    col(MemoryPhoto.memory_id) == memory.id
+        kept = False
+        try:
+            done = await session.execute(
+                sa.update(Generation)
+                .where(col(Generation.id) == gen.id, col(Generation.status) == "running")
+                .values(
+                    status="succeeded",
+                    result_photo_id=photo.id,
+                    progress=1.0,
+                    error=None,
+                    completed_at=utcnow(),
+                    updated_at=utcnow(),
                 )
             )
-            session.add(MemoryPhoto(memory_id=memory.id, photo_id=photo.id, position=(last or 0) + 1))
-        done = await session.execute(
-            sa.update(Generation)
-            .where(col(Generation.id) == gen.id, col(Generation.status) == "running")
-            .values(
-                status="succeeded",
-                result_photo_id=photo.id,
-                progress=1.0,
-                error=None,
-                completed_at=utcnow(),
-                updated_at=utcnow(),
-            )
-        )
-        if done.rowcount == 1:  # type: ignore[attr-defined]
-            await session.commit()
-            return True
-        # Cancelled while we stored it: keep nothing.
-        await session.rollback()
-        await session.delete(photo)
-        await session.commit()
-    await delete_photo_files(services, photo)
-    return False
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                if memory is not None:
+                    last = await session.scalar(
+                        sa.select(sa.func.max(col(MemoryPhoto.position))).where(
+                            col(MemoryPhoto.memory_id) == memory.id
+                        )
+                    )
+                    session.add(MemoryPhoto(memory_id=memory.id, photo_id=photo.id, position=(last or 0) + 1))
+                await session.commit()
+                kept = True
+        finally:
+            if not kept:  # cancelled or finished by another check meanwhile, or an error: keep nothing
+                await session.rollback()
+                await delete_photo_files(services, photo)
+    return kept
 
 
 async def store_video(services: Services, gen: Generation, data: bytes, poster: bytes) -> bool:
