@@ -7,6 +7,8 @@ are delivered again after `jobs_redelivery_s`.
 
 `Supervisor` is how `python -m server` runs the queue on one machine: it starts `jobs_workers`
 worker processes and one scheduler, starts again any that exit, and stops them with the server.
+A server that dies without stopping them (SIGKILL, a crash) takes them along: each child is told
+its server's pid (`PARENT_ENV`) and stops gracefully, as on SIGTERM, once that parent is gone.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from server.app import Services
 
 log = logging.getLogger("silvertalk.jobs")
+
+#: Set by `Supervisor` for its children: the pid of the server they belong to.
+PARENT_ENV = "SILVERTALK_JOBS_PARENT_PID"
 
 _state: dict[str, Any] = {}
 
@@ -83,7 +88,7 @@ def run_worker(settings: Settings) -> None:
     # Open the services (and load the engines) now, not in the first job: a message's wait.
     get_event_loop_thread().run_coroutine(worker_services())  # type: ignore[union-attr]
     log.info("jobs worker %s ready: %d threads", broker.broker_id, settings.jobs_worker_threads)
-    stop.wait()
+    _wait_for_stop(stop)
     worker.stop(timeout=30_000)
     broker.close()
 
@@ -106,9 +111,22 @@ def run_scheduler(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     scheduler.start()
-    stop.wait()
+    _wait_for_stop(stop)
     scheduler.shutdown(wait=False)
     jobs.close()
+
+
+def _wait_for_stop(stop: threading.Event) -> None:
+    """Until SIGTERM or SIGINT, or, for a supervised child, until its server is gone (it was killed
+    and this process was handed to init: nothing would ever stop it)."""
+    parent = os.environ.get(PARENT_ENV, "")
+    if not parent.isdigit():
+        stop.wait()
+        return
+    while not stop.wait(1.0):
+        if os.getppid() != int(parent):
+            log.warning("jobs: the server (pid %s) is gone; stopping", parent)
+            return
 
 
 def _send_logged(jobs: Any, name: str) -> None:
@@ -134,7 +152,7 @@ class Supervisor:
     def _spawn(self, i: int) -> None:
         # The server has migrated the database already; its settings reach the child through
         # the environment (and .env), as they reached the server.
-        env = os.environ | {"SILVERTALK_MIGRATE_ON_START": "false"}
+        env = os.environ | {"SILVERTALK_MIGRATE_ON_START": "false", PARENT_ENV: str(os.getpid())}
         self.procs[i] = subprocess.Popen([sys.executable, "-m", "server.jobs", self.roles[i]], env=env)
 
     def _watch(self) -> None:

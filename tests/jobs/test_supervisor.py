@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -44,3 +46,53 @@ def test_supervisor_restarts_a_killed_worker_and_stops_all(
         assert proc is not None and proc.poll() is not None
         with pytest.raises(ProcessLookupError):
             os.kill(proc.pid, 0)
+
+
+PARENT = """
+import sys, time
+from server.jobs.runner import Supervisor
+supervisor = Supervisor(["worker", "scheduler"])
+supervisor.start()
+while not all(p is not None for p in supervisor.procs):
+    time.sleep(0.1)
+print(" ".join(str(p.pid) for p in supervisor.procs), flush=True)
+time.sleep(600)
+"""
+
+
+def test_job_processes_stop_when_their_server_is_killed(
+    tmp_path: Path, sqlite_url: str, redis_url: str
+) -> None:
+    """A server killed with SIGKILL cannot stop its children: they notice and stop on their own
+    (the test suite's killed gateways once left ten workers polling Redis for good)."""
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        redis_url=redis_url,
+        redis_prefix=f"test-{uuid.uuid4().hex[:8]}:",
+        preload_engines=False,
+    )
+    server = subprocess.Popen([sys.executable, "-c", PARENT], env=env_of(settings), stdout=subprocess.PIPE)
+    children: list[int] = []
+    try:
+        assert server.stdout is not None
+        children = [int(pid) for pid in server.stdout.readline().split()]
+        assert len(children) == 2
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        wait_until(lambda: all(_gone(pid) for pid in children), 30, "the orphaned job processes to stop")
+    finally:
+        if server.poll() is None:
+            server.kill()
+        for pid in children:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie not yet reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[-1].startswith("Z")
+    except FileNotFoundError:
+        return True
