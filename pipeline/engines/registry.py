@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,23 @@ class Engines:
         """The voice for `language` ("ko", "ko-KR", "en-US" ...), falling back to the "*" voice."""
         base = language.lower().split("-")[0]
         return self.tts.get(language) or self.tts.get(base) or self.tts["*"]
+
+    def warm_up(self) -> dict[str, float]:
+        """Run each local model once (blocking), so the first call after a start is not slower
+        than the rest (kernels compiled, onnxruntime's first run). Engines without a `warm_up`
+        (remote ones, the LLM) are left alone. Returns seconds per engine that was warmed."""
+        took: dict[str, float] = {}
+        seen: set[int] = set()
+        engines = [("stt", self.stt), *((f"tts:{k}", v) for k, v in self.tts.items()), ("turn", self.turn)]
+        for name, engine in engines:
+            warm = getattr(engine, "warm_up", None)
+            if engine is None or id(engine) in seen or warm is None:
+                continue
+            seen.add(id(engine))
+            start = time.perf_counter()
+            warm()
+            took[name] = time.perf_counter() - start
+        return took
 
     async def aclose(self) -> None:
         """Release clients and model threads (at server shutdown). Engines shared by languages close once."""

@@ -81,6 +81,10 @@ class SmartTurn:
         """The probability that the turn is complete, computed on the model's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.predict, audio)
 
+    def warm_up(self) -> None:
+        """One inference on silence (blocking), so the first caller's pause is not the first run."""
+        self._executor.submit(self.predict, np.zeros(SAMPLE_RATE, dtype=np.int16)).result()
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 

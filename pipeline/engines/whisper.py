@@ -178,6 +178,12 @@ class WhisperSTT:
         """The loaded faster-whisper `WhisperModel`, for `decode_batch` (the inference tier batches)."""
         return self._model
 
+    def warm_up(self) -> None:
+        """Decode a second of quiet noise once (blocking): the first decode of a window length
+        compiles its kernels (~110 ms more here), which should not be the first caller's wait."""
+        noise = np.random.default_rng(0).normal(0, 30, SAMPLE_RATE).astype(np.int16)
+        self._executor.submit(self._decode, noise, "en", None).result()
+
     def close(self) -> None:
         """Stop the decode thread (waits for a decode in progress)."""
         self._executor.shutdown(wait=True)

@@ -9,6 +9,7 @@ turns), `metrics` (Prometheus).
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ from server.realtime.metrics import CallMetrics
 
 if TYPE_CHECKING:
     from server.services import Services
+
+log = logging.getLogger("silvertalk.realtime")
 
 
 async def start(services: Services, stack: AsyncExitStack) -> None:
@@ -42,6 +45,8 @@ async def start(services: Services, stack: AsyncExitStack) -> None:
         engines = await asyncio.to_thread(load_engines, settings)
         services.engines = engines
         stack.push_async_callback(engines.aclose)
+        took = await asyncio.to_thread(engines.warm_up)
+        log.info("engines warmed up: %s", ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in took.items()))
 
 
 async def drain(services: Services) -> None:

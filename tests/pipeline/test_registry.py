@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline import EngineUnavailable
@@ -63,6 +64,10 @@ async def test_load_default_engines(tmp_path: Path, model_dir: Path) -> None:
         "tts:ko": "espeak",
         "tts:*": "espeak",
     }
+    # Warming runs each local model once, on its own thread: Whisper, Piper and Smart Turn (espeak
+    # and the offline LLM have nothing to warm); the models still answer afterwards.
+    assert set(engines.warm_up()) == {"stt", "tts:en", "turn"}
+    assert (await engines.stt.transcribe(np.zeros(16000, np.int16), language="en")).text == ""
     await engines.aclose()
 
 
