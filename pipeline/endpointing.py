@@ -13,8 +13,11 @@ our answer the caller heard before carrying on (`heard`: then it was an answer, 
 with `words_decide`, whether the words of the turn we ended looked finished (`last_turn_words`).
 A client that commits the buffer itself ends the turn with `end_turn_now`.
 So a slow speaker who pauses 600 ms mid-sentence soon gets about a second before the turn ends,
-while a brisk speaker keeps the floor. While `hold_end` is set (the conversation sets it when the
-transcript so far is unfinished, e.g. ends at a comma) the turn waits for `max_silence_ms`.
+while a brisk speaker keeps the floor. While the owner sets `early_pause_ms` (the decoder has
+nothing else to do, so a speculative decode costs nobody anything), the pause is announced after
+that much silence instead of `pause_trigger_ms`: the final transcript is ready sooner. While
+`end_silence_ms` is set (the owner decides it from the words and the sound, `pipeline.turn_end`)
+it replaces the learned silence.
 Times are input-audio milliseconds.
 """
 
@@ -93,6 +96,9 @@ class Endpointer:
         self.start_frames, self.start_window = start_frames, start_window
         self.resume_frames = resume_frames
         self.pause_trigger_ms = pause_trigger_ms
+        #: Announce the pause after this much silence instead, while set (non-zero; the owner
+        #: sets it from frame to frame).
+        self.early_pause_ms = 0
         self.min_pause_ms = min_pause_ms
         self.pause_factor = pause_factor
         #: A quick restart after the caller heard this much of our answer is an answer, not a pause.
@@ -110,6 +116,7 @@ class Endpointer:
         self._window: deque[tuple[bool, int]] = deque(maxlen=start_window)
         self.in_turn = False
         self._silent_since: int | None = None  # end of the last voiced frame, while silent in a turn
+        self._silence = 0  # ms of it, as of the last frame
         self._pause_announced = False
         self._resume_run = 0
         self._resume_first = 0
@@ -117,6 +124,11 @@ class Endpointer:
         #: Voiced milliseconds in the current turn (for telling a cough from speech).
         self.voiced_ms = 0
         self.turn_start_ms = 0
+
+    @property
+    def silent_ms(self) -> int:
+        """The silence so far in the turn in progress: 0 while the caller speaks, or out of a turn."""
+        return self._silence if self.in_turn and self._silent_since is not None else 0
 
     def required_silence_ms(self) -> int:
         """The silence that ends a turn now, adapted to this speaker's pauses."""
@@ -156,6 +168,7 @@ class Endpointer:
                 self.voiced_ms += self.frame_ms
             else:
                 self._silent_since = t_ms
+                self._silence = end - t_ms
                 self._resume_run = 0
             return []
 
@@ -176,7 +189,9 @@ class Endpointer:
             return events
         self._resume_run = 0
         silence = end - self._silent_since
-        if not self._pause_announced and silence >= self.pause_trigger_ms:
+        self._silence = silence
+        trigger = min(self.early_pause_ms or self.pause_trigger_ms, self.pause_trigger_ms)
+        if not self._pause_announced and silence >= trigger:
             self._pause_announced = True
             events.append(PauseBegan(speech_end_ms=self._silent_since))
         required = self.end_silence_ms if self.end_silence_ms is not None else self.required_silence_ms()

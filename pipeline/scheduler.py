@@ -59,6 +59,15 @@ class DecodeScheduler:
     def waiting(self) -> int:
         return sum(not f.done() for _, _, f in self._waiting)
 
+    @classmethod
+    def idle(cls, engine: Any) -> bool:
+        """True when no call of this process is decoding on `engine` or waiting to (no loop needed)."""
+        try:
+            scheduler = cls._by_engine.get(engine)
+        except TypeError:
+            return True
+        return scheduler is None or (scheduler._running == 0 and not scheduler.waiting)
+
     @asynccontextmanager
     async def turn(self, priority: Priority) -> AsyncIterator[None]:
         """Wait for a turn on the engine, hold it for the body, pass it on."""

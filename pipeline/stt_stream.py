@@ -195,6 +195,12 @@ class StreamingTranscriber:
         return self._lock.locked() or self._speculating or any(not t.done() for t in self._background)
 
     @property
+    def idle(self) -> bool:
+        """True when neither this call nor any other call of the process is decoding: a decode
+        started now costs nobody anything and waits behind nothing."""
+        return not self.busy and DecodeScheduler.idle(self.stt)
+
+    @property
     def speculation(self) -> asyncio.Task[Transcript] | None:
         """The pending speculative decode of the current utterance, if any."""
         return self._spec

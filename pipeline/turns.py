@@ -67,6 +67,8 @@ class CallConfig:
     lead_ms: float = 300.0
     #: Start the final decode and a held reply when the caller pauses (off: after the turn ends).
     speculative: bool = True
+    #: ... after this much silence (not 160 ms) while the decoder has nothing else to do (0: never).
+    early_pause_ms: int = 80
     #: Barge-in: voiced this long = a real interruption; shorter than cough_ms then silence = noise.
     confirm_voiced_ms: int = 600
     cough_ms: int = 300

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # Decode and start the reply when the caller pauses, before the turn is confirmed over (off:
     # only after the endpointing wait; for latency comparisons).
     realtime_speculative: bool = True
+    # ... and start it after this much silence (ms) instead of 160 while no call of this process
+    # is decoding, so the decode costs nobody anything (0: always 160).
+    realtime_early_pause_ms: int = 80
     # Reply audio the server lets the client buffer ahead of playback.
     realtime_audio_lead_ms: int = 300
     # How long a call keeps retrying to store its turns while the database is unreachable (they

@@ -253,6 +253,7 @@ class Call:
             end_doubt_ms=s.realtime_doubt_silence_ms,
             speed=session.speed or self.user.speech_rate or 1.0,
             speculative=s.realtime_speculative,
+            early_pause_ms=s.realtime_early_pause_ms,
             lead_ms=float(s.realtime_audio_lead_ms),
             transcript_timeout_s=s.realtime_transcript_timeout_s,
             max_input_audio_s=s.realtime_max_input_audio_s,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from pipeline.events import ItemDeleted, ReplyAudio, ResponseDone, ResponseStarted, SpeechStopped
+from pipeline.scheduler import DecodeScheduler, Priority
 from pipeline.turn_end import SpeakerHabits
 from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech
 
@@ -233,3 +235,38 @@ def test_stored_habits_that_make_no_sense_count_as_unknown(stored: object) -> No
     assert SpeakerHabits.from_json({"pauses_ms": [900, "x", 0], "went_on_ms": [1000]}) == SpeakerHabits(
         (900,), (1000,)
     )
+
+
+async def test_the_final_decode_starts_sooner_while_the_decoder_is_idle(call: Call) -> None:
+    """With nothing else decoding, the speculative decode starts at 80 ms of silence, not 160; the
+    end-of-turn model still hears the pause as it sounds at 160 ms."""
+    hears(call, 0.93)
+    await call.feed(speech(900))
+    await call.feed(silence(100))
+    assert len(call.engines.stt.calls) == 1 and call.engines.stt.calls[0] <= 0.9 + 0.1
+    assert call.engines.turn.heard_s == []
+    await call.feed(silence(420))
+    assert len(call.of(SpeechStopped)) == 1
+    assert 0.9 + 0.14 <= call.engines.turn.heard_s[0] <= 0.9 + 0.2
+
+
+async def test_while_another_call_decodes_the_decode_waits_for_the_usual_pause(call: Call) -> None:
+    """A decode of another call on the same engine: a speculation would queue behind it and be
+    thrown away at most word gaps, so the pause must reach 160 ms first (and the engine is shared)."""
+    other = asyncio.Event()
+
+    async def another_call_decoding() -> None:
+        async with DecodeScheduler.of(call.engines.stt).turn(Priority.FINAL):
+            await other.wait()
+
+    busy = asyncio.create_task(another_call_decoding())
+    await call.settle()
+    await call.feed(speech(900))
+    await call.feed(silence(100))
+    assert call.conv.stt.speculation is None
+    await call.feed(silence(80))
+    assert call.conv.stt.speculation is not None
+    other.set()
+    await busy
+    await call.feed(silence(700))
+    assert len(call.of(SpeechStopped)) == 1
