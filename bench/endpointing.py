@@ -17,7 +17,7 @@ Gemini at 300 ms to first token), as `bench v2v` does. Reported:
 - the text rule on the labelled Korean transcripts in `bench/korean_turns.json` (no audio: Whisper
   base cannot be tested on Korean speech here).
 
-`python -m bench endpointing [--quick]` (`make bench-endpointing`).
+`python -m bench endpointing [--quick | --complete]` (`make bench-endpointing`).
 """
 
 from __future__ import annotations
@@ -157,10 +157,16 @@ def wrong_cutoff(r: TurnResult) -> bool:
     return r.early_audio_ms is not None
 
 
-def run(ttft_s: float = 0.3, quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark; prints the tables and writes `results/endpointing.json`."""
+def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dict[str, Any]:
+    """Run the benchmark; prints the tables and writes `results/endpointing.json`.
+
+    `complete`: the complete sentences only (Piper's and the telephone ones), for voice-to-voice
+    comparisons of settings side by side (about 4 minutes)."""
     synthetic = utterances(quick)
     fixtures = [] if quick else inputs.fixture_turns()
+    if complete:
+        synthetic = [u for u in synthetic if not u.pauses]
+        fixtures = [t for t in fixtures if not t.name.startswith("jfk")]
     groups = {"synthetic": [u.turn for u in synthetic], "fixtures": fixtures}
     # At "info" the server logs each end-of-turn decision with its inputs (words, sound, patience).
     results = {r.name: r for r in serve_calls("endpointing", groups, ttft_s, log_level="info")}
@@ -209,8 +215,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="end-of-turn decisions on slow, pausing speech")
     parser.add_argument("--ttft", type=float, default=0.3, help="fake Gemini time to first token, seconds")
     parser.add_argument("--quick", action="store_true", help="a few utterances only (a smoke run)")
+    parser.add_argument(
+        "--complete", action="store_true", help="the complete sentences only (voice-to-voice comparisons)"
+    )
     args = parser.parse_args(argv)
-    run(args.ttft, args.quick)
+    run(args.ttft, args.quick, args.complete)
 
 
 if __name__ == "__main__":

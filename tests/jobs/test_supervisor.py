@@ -12,21 +12,27 @@ from pathlib import Path
 import pytest
 
 from server.jobs.runner import Supervisor
+from server.settings import Settings
 from tests.conftest import make_settings
 from tests.jobs.cluster import env_of, wait_until
 
 
-def test_supervisor_restarts_a_killed_worker_and_stops_all(
-    tmp_path: Path, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker killed with SIGKILL is started again; stop() leaves no process behind."""
-    settings = make_settings(
+def jobs_settings(tmp_path: Path, sqlite_url: str, redis_url: str) -> Settings:
+    """Settings for job processes of their own (a Redis prefix of this test's own)."""
+    return make_settings(
         tmp_path,
         sqlite_url,
         redis_url=redis_url,
         redis_prefix=f"test-{uuid.uuid4().hex[:8]}:",
         preload_engines=False,
     )
+
+
+def test_supervisor_restarts_a_killed_worker_and_stops_all(
+    tmp_path: Path, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed with SIGKILL is started again; stop() leaves no process behind."""
+    settings = jobs_settings(tmp_path, sqlite_url, redis_url)
     for key, value in env_of(settings).items():
         if key.startswith("SILVERTALK_"):
             monkeypatch.setenv(key, value)
@@ -65,13 +71,7 @@ def test_job_processes_stop_when_their_server_is_killed(
 ) -> None:
     """A server killed with SIGKILL cannot stop its children: they notice and stop on their own
     (the test suite's killed gateways once left ten workers polling Redis for good)."""
-    settings = make_settings(
-        tmp_path,
-        sqlite_url,
-        redis_url=redis_url,
-        redis_prefix=f"test-{uuid.uuid4().hex[:8]}:",
-        preload_engines=False,
-    )
+    settings = jobs_settings(tmp_path, sqlite_url, redis_url)
     server = subprocess.Popen([sys.executable, "-c", PARENT], env=env_of(settings), stdout=subprocess.PIPE)
     children: list[int] = []
     try:
