@@ -198,6 +198,7 @@ class Conversation:
             # started (`pause_trigger_ms`, 160 ms: Smart Turn is meant to hear ~200 ms of it).
             self._sound_kept = True
             self.turn_end.paused(lambda: self.stt.tail(8.0))
+            floor.pause_settled()
         barge = floor.barge
         if barge is not None and barge.frame(
             in_turn=ep.in_turn, voiced_ms=ep.voiced_ms, now=now, config=self.config

@@ -231,6 +231,17 @@ async def test_cough_during_reply_resumes_it(call: Call) -> None:
     assert len(call.of(InputCommitted)) == 1
 
 
+async def test_a_gap_between_words_does_not_resume_a_held_reply(call: Call) -> None:
+    """Speaking over the reply with a 120 ms gap after the first word: the reply stays silent (a
+    gap that short announces a pause early, to speculate, but is no cough's end)."""
+    await start_reply(call)
+    await call.feed(speech(200))
+    i = max(i for i, e in enumerate(call.events) if isinstance(e, SpeechStarted))
+    await call.feed(silence(120))
+    await call.feed(speech(900))
+    assert not any(isinstance(e, ReplyAudio) for e in call.events[i:])
+
+
 async def test_no_words_in_the_interruption_resumes_the_reply(call: Call) -> None:
     """A 400 ms noise that transcribes to nothing resumes the reply instead of cancelling it."""
     await start_reply(call)
