@@ -82,7 +82,6 @@ class Conversation:
         self._input: list[PCM] = []  # audio since the last commit/clear (turn detection off)
         self._input_full = False  # said so once since the last commit/clear
         self._t_ms = 0
-        self._sound_kept = False  # the end-of-turn model was given this pause's sound
         self.configure()
 
     @property
@@ -186,17 +185,17 @@ class Conversation:
             ep.end_silence_ms = self._end_silence_ms()
             # A decode started in a shorter pause costs nothing while the decoder is idle: start it
             # sooner then (most such pauses are between words, and the decode is thrown away).
-            early = self.config.early_pause_ms
-            ep.early_pause_ms = early if early and self.config.speculative and self.stt.idle else 0
+            # Only silent frames can announce a pause, so only they ask whether it is idle.
+            early = self.config.early_pause_ms if not voiced and self.config.speculative else 0
+            ep.early_pause_ms = early if early and self.stt.idle else 0
         else:
             self._prefix.append((t, frame))
             ep.heard(floor.heard_ms())
         for event in ep.feed(voiced, t):
             self._dispatch(event, now)
-        if ep.in_turn and not self._sound_kept and ep.silent_ms >= ep.pause_trigger_ms:
+        if ep.in_turn and not self.turn_end.pausing and ep.silent_ms >= ep.pause_trigger_ms:
             # The end-of-turn model hears the pause at the same length however early the decode
             # started (`pause_trigger_ms`, 160 ms: Smart Turn is meant to hear ~200 ms of it).
-            self._sound_kept = True
             self.turn_end.paused(lambda: self.stt.tail(8.0))
             floor.pause_settled()
         barge = floor.barge
@@ -219,7 +218,6 @@ class Conversation:
     def _dispatch(self, event: Any, now: float, *, respond: bool | None = None) -> None:
         floor = self.floor
         if isinstance(event, TurnStarted):
-            self._sound_kept = False
             self.turn_end.begin()
             floor.turn_started(event)
             for t, frame in self._prefix:
@@ -229,7 +227,6 @@ class Conversation:
         elif isinstance(event, PauseBegan):
             floor.pause_began(now)
         elif isinstance(event, SpeechResumed):
-            self._sound_kept = False
             self.turn_end.resumed(event.pause_ms)
             floor.speech_resumed()
         elif isinstance(event, TurnEnded):

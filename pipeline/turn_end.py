@@ -265,6 +265,11 @@ class EndOfTurn:
         self.resumed()
         self._words, self.decision, self._key = None, None, None
 
+    @property
+    def pausing(self) -> bool:
+        """Told of a pause (`paused`) that has not ended (`resumed`, `begin`)."""
+        return self._paused_at is not None
+
     def paused(self, audio: Callable[[], PCM]) -> None:
         """The caller fell silent (`audio()`: the turn so far, 16 kHz, ending now). The sound as
         the pause began is kept; the model judges it once the words are in and are not plainly

@@ -72,32 +72,39 @@ class Engines:
         base = language.lower().split("-")[0]
         return self.tts.get(language) or self.tts.get(base) or self.tts["*"]
 
+    def each(self) -> list[tuple[str, Any]]:
+        """(name, engine) for every engine, each once (a voice shared by languages under its first
+        name; no end-of-turn model when none is configured)."""
+        named = [
+            ("stt", self.stt),
+            ("llm", self.llm),
+            *((f"tts:{k}", v) for k, v in self.tts.items()),
+            ("turn", self.turn),
+        ]
+        seen: set[int] = set()
+        out = []
+        for name, engine in named:
+            if engine is not None and id(engine) not in seen:
+                seen.add(id(engine))
+                out.append((name, engine))
+        return out
+
     def warm_up(self) -> dict[str, float]:
         """Run each local model once (blocking), so the first call after a start is not slower
         than the rest (kernels compiled, onnxruntime's first run). Engines without a `warm_up`
         (remote ones, the LLM) are left alone. Returns seconds per engine that was warmed."""
         took: dict[str, float] = {}
-        seen: set[int] = set()
-        engines = [("stt", self.stt), *((f"tts:{k}", v) for k, v in self.tts.items()), ("turn", self.turn)]
-        for name, engine in engines:
+        for name, engine in self.each():
             warm = getattr(engine, "warm_up", None)
-            if engine is None or id(engine) in seen or warm is None:
-                continue
-            seen.add(id(engine))
-            start = time.perf_counter()
-            warm()
-            took[name] = time.perf_counter() - start
+            if warm is not None:
+                start = time.perf_counter()
+                warm()
+                took[name] = time.perf_counter() - start
         return took
 
     async def aclose(self) -> None:
         """Release clients and model threads (at server shutdown). Engines shared by languages close once."""
-        seen: set[int] = set()
-        for engine in (self.stt, self.llm, *self.tts.values(), self.turn):
-            if engine is None:
-                continue
-            if id(engine) in seen:
-                continue
-            seen.add(id(engine))
+        for _, engine in self.each():
             if hasattr(engine, "aclose"):
                 await engine.aclose()
             elif hasattr(engine, "close"):

@@ -164,6 +164,14 @@ def test_browser_call_shows_words_plays_reply_and_stops_on_barge_in(
     assert after["sent"].get("conversation.item.truncate", 0) >= 1
     assert after["received"].get("response.done", 0) >= 1
     assert page.get_by_test_id("barge-ins").text_content() != "0"
+    # His words after the pause may still be on their way (a turn of their own, or rejoined).
+    wait_until(
+        page,
+        "words => words.every(w => document.querySelector('[data-testid=turns]').textContent"
+        ".toLowerCase().includes(w))",
+        list(JFK_WORDS),
+        timeout_s=30,
+    )
     said = page.get_by_test_id("turns").text_content().lower()
     assert all(word in said for word in JFK_WORDS), said
 

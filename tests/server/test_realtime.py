@@ -205,7 +205,8 @@ async def test_a_sentence_cut_at_its_pauses_is_heard_whole(tmp_path: Path, gemin
 
         # What a call learned starts the next one: say an earlier call saw him go on after a 1 s
         # pause that read finished; his next call's first turn already waits on that patience
-        # (1.5 s, capped here at the 700 ms maximum), as its stored timings say.
+        # (1.5 s, capped here at the 700 ms maximum), as its stored timings say. That turn is one
+        # short sentence without a pause, so the call itself cannot have learned the patience.
         def remember() -> None:
             with sqlite3.connect(db) as c:
                 learned["went_on_ms"] = [1000]
@@ -217,14 +218,17 @@ async def test_a_sentence_cut_at_its_pauses_is_heard_whole(tmp_path: Path, gemin
         async with client(live, str(r.json()["access_token"])).realtime.connect(model="x") as conn:
             seen = []
             await english_call(conn, seen)
-            await stream(conn, body.tobytes(), 960)
-            await until(conn, "conversation.item.input_audio_transcription.completed", seen, timeout=90)
+            sentence = pcm("osr_us_000_0034_8k.wav", 24000)[: 24000 * 3]
+            await stream(conn, np.concatenate([sentence, np.zeros(24000 * 3, np.int16)]).tobytes(), 960)
+            await until(conn, "response.done", seen, timeout=90)
 
         def first_timings() -> dict[str, Any]:
+            """The first user turn of the second call, once stored (not the first call's meanwhile)."""
             with sqlite3.connect(db) as c:
                 rows = c.execute(
-                    "select t.timings from turn t join conversation v on v.id = t.conversation_id "
-                    "where t.role = 'user' order by v.started_at desc, t.started_at limit 1"
+                    "select t.timings from turn t where t.role = 'user' and t.conversation_id = "
+                    "(select id from conversation order by started_at desc limit 1) "
+                    "order by t.started_at limit 1"
                 ).fetchall()
                 return dict(json.loads(rows[0][0])) if rows else {}
 

@@ -51,6 +51,11 @@ def test_tampered_stale_and_duplicate_deliveries(tmp_path: Path, db_url: str, fa
             "id"
         ]
         wait_for(client, headers, gid, {"running"})
+        # "running" is set as the slot is claimed, a moment before the create request is sent.
+        deadline = time.monotonic() + 30
+        while not fake.predictions:
+            assert time.monotonic() < deadline, "the prediction was never created"
+            time.sleep(0.05)
         (prediction,) = fake.predictions.values()
         while prediction.status() != "succeeded":
             time.sleep(0.05)
