@@ -184,7 +184,12 @@ class Ingress:
         if fmt == "text":
             return PlainTextResponse(result["text"], headers=headers)
         if fmt == "json":
-            return JSONResponse({"text": result["text"]}, headers=headers)
+            # `end_prob` (not in OpenAI's API; clients ignore it): how sure the decoder was of the
+            # transcript's last word, which the gateways' end-of-turn decision uses.
+            body: dict[str, Any] = {"text": result["text"]}
+            if result.get("end_prob") is not None:
+                body["end_prob"] = round(float(result["end_prob"]), 4)
+            return JSONResponse(body, headers=headers)
         return JSONResponse(verbose(result), headers=headers)
 
     @api.post("/v1/audio/speech")

@@ -102,6 +102,7 @@ def result_of(transcript: Any, job: Job, batch: int, started: float, compute_s: 
         "duration_s": len(job.audio) / SAMPLE_RATE,
         "avg_logprob": transcript.avg_logprob if transcript else None,
         "no_speech_prob": transcript.no_speech_prob if transcript else None,
+        "end_prob": transcript.end_prob if transcript else None,
         "batch_size": batch,
         "queue_s": started - job.queued_at,
         "compute_s": compute_s,

@@ -138,6 +138,7 @@ class Conversation:
             max_ms=ep.max_silence_ms,
             doubt_ms=c.end_doubt_ms,
             audio_threshold=c.end_audio_threshold,
+            end_word_p=c.end_word_p.get(c.language, 0.0),
         )
         prefix_ms = min(c.prefix_padding_ms, PREFIX_MAX_MS)
         self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(prefix_ms + 200) // FRAME_MS)
@@ -213,7 +214,9 @@ class Conversation:
         if not self.config.speculative or turn is None:
             return None
         words = turns.words_so_far(turn)
-        return self.turn_end.silence_ms(words, self.config.language, self._ep.required_silence_ms())
+        return self.turn_end.silence_ms(
+            words, self.config.language, self._ep.required_silence_ms(), turns.end_prob_so_far(turn)
+        )
 
     def _dispatch(self, event: Any, now: float, *, respond: bool | None = None) -> None:
         floor = self.floor
@@ -247,13 +250,14 @@ class Conversation:
         turn.end_of_turn = decision.as_timings()
         self.turn_end.ended(decision)
         log.info(
-            "end of turn %s after %d ms of silence: %s (words %s: %s; sound p=%s; learned %d ms; "
-            "patience %d ms)",
+            "end of turn %s after %d ms of silence: %s (words %s: %s; ending p=%s; sound p=%s; "
+            "learned %d ms; patience %d ms)",
             turn.id,
             event.silence_ms,
             decision.reason,
             decision.words.value if decision.words else "-",
             decision.words_reason or "-",
+            "-" if decision.end_p is None else f"{decision.end_p:.2f}",
             "-" if decision.audio_p is None else f"{decision.audio_p:.2f}",
             decision.learned_ms,
             decision.patience_ms,

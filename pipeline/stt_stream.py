@@ -380,7 +380,7 @@ class StreamingTranscriber:
         if len(results) == 1:
             return results[0]
         text = " ".join(t.text.strip() for t in results if t.text.strip())
-        return Transcript(text=text, language=results[0].language)
+        return Transcript(text=text, language=results[0].language, end_prob=results[-1].end_prob)
 
     # --- plumbing -------------------------------------------------------------------------------
 

@@ -3,7 +3,12 @@
 At each pause the core gathers three signals and asks `decide` for the silence that must pass
 before the turn is over (it asks again whenever a signal arrives or changes):
 
-1. the words: `pipeline.completeness.judge` on the transcript so far (None while decoding);
+1. the words: `pipeline.completeness.judge` on the transcript so far (None while decoding), and
+   how sure the decoder was of their ending (`Transcript.end_prob`): at a pause right after a
+   function word Whisper often hears another word ("remind me to" as "remind me too?", "we used
+   to" as "We use two."), the rules then read a finished sentence, and the sound of a pause after
+   a whole word can read finished too; but the decoder gave that last word a low probability
+   (0.19-0.54 on such Piper fragments, >= 0.59 on every complete sentence measured);
 2. the sound: the audio end-of-turn model's probability that the speaker has finished (Smart Turn;
    None until it has answered, or when no model is configured);
 3. the speaker: the silence their own pauses call for (`Endpointer.required_silence_ms`), and
@@ -22,6 +27,8 @@ waiting too long after a finished sentence is the second worst)::
     words        sound              silence
     unfinished   any                max_ms       ("My late husband and I used to.")
     no words     any                max_ms       (still decoding: decided again when they come)
+    finished, but the decoder unsure of the last word
+                 any                max(learned, doubt_ms)
     finished     finished           finished_ms  (both agree: answer quickly)
     finished     being judged       max(learned, doubt_ms)  (asked once the words are in; it
                                                  answers in ~100 ms, and the table is read again)
@@ -103,6 +110,9 @@ class TurnEndPolicy:
     audio_threshold: float = 0.5
     #: Patience: a caller who went on after a finished-looking pause of P ms gets this x P.
     went_on_factor: float = 1.5
+    #: The decoder's probability of the transcript's ending below which finished-looking words are
+    #: doubted (0: never; calibrated per language by the caller of this module).
+    end_word_p: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,8 @@ class Decision:
     patience_ms: int = 0
     #: The silence the table alone gives, before the caller's patience is applied.
     table_ms: int = 0
+    #: The decoder's probability of how the words end (`Transcript.end_prob`), when known.
+    end_p: float | None = None
 
     @property
     def by_patience(self) -> bool:
@@ -136,6 +148,8 @@ class Decision:
             out["end_words"] = self.words.value
         if self.audio_p is not None:
             out["end_audio_p"] = round(self.audio_p, 3)
+        if self.end_p is not None:
+            out["end_word_p"] = round(self.end_p, 3)
         return out
 
 
@@ -147,9 +161,11 @@ def decide(
     patience_ms: int = 0,
     *,
     sound_pending: bool = False,
+    end_p: float | None = None,
 ) -> Decision:
     """The silence that ends the turn now, given what is known (see the module's table).
-    `sound_pending`: the audio model was asked about this pause and has not answered yet."""
+    `sound_pending`: the audio model was asked about this pause and has not answered yet; `end_p`:
+    the decoder's probability of how the words end (None: not known)."""
     learned = min(max(learned_ms, policy.finished_ms), policy.max_ms)
     doubt = min(max(learned, policy.doubt_ms), policy.max_ms)
     sound_done = None if audio_p is None else audio_p >= policy.audio_threshold
@@ -160,7 +176,9 @@ def decide(
     elif state is Completeness.INCOMPLETE:
         silence, reason = policy.max_ms, "words unfinished"
     elif state is Completeness.COMPLETE:
-        if sound_done is None and sound_pending:
+        if doubted_ending(end_p, policy):
+            silence, reason = doubt, f"words finished, but their last word uncertain (p={end_p:.2f})"
+        elif sound_done is None and sound_pending:
             silence, reason = doubt, "words finished, sound being judged"
         elif sound_done is None:
             silence, reason = learned, "words finished, sound not judged"
@@ -184,7 +202,13 @@ def decide(
         learned_ms=learned_ms,
         patience_ms=patience,
         table_ms=table,
+        end_p=end_p,
     )
+
+
+def doubted_ending(end_p: float | None, policy: TurnEndPolicy) -> bool:
+    """True when the decoder was too unsure of the words' ending for them to say "finished"."""
+    return end_p is not None and end_p < policy.end_word_p
 
 
 class EndOfTurn:
@@ -290,25 +314,33 @@ class EndOfTurn:
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
         self._heard = None
 
-    def silence_ms(self, text: str | None, language: str, learned_ms: int) -> int:
-        """The silence that ends the turn now. `text`: its transcript, None while still decoding."""
+    def silence_ms(self, text: str | None, language: str, learned_ms: int, end_p: float | None = None) -> int:
+        """The silence that ends the turn now. `text`: its transcript, None while still decoding;
+        `end_p`: the decoder's probability of how it ends (`Transcript.end_prob`), when known."""
         if text is not None and (self._words is None or self._words[0] != text):
             self._words = (text, judge(text, language))
         words = self._words[1] if text is not None and self._words is not None else None
+        if text is None:
+            end_p = None
         paused_at = self._paused_at
+        # The sound cannot change the wait for unfinished words, nor for finished ones whose
+        # ending the decoder doubted: the model is not run for them.
         sound_matters = (
-            paused_at is not None and words is not None and words.state is not Completeness.INCOMPLETE
+            paused_at is not None
+            and words is not None
+            and words.state is not Completeness.INCOMPLETE
+            and not (words.state is Completeness.COMPLETE and doubted_ending(end_p, self.policy))
         )
         if sound_matters and self._heard is not None and self._task is None:
             self._predict(self._heard)
             self._heard = None
         patience = self.patience_ms
         pending = self._task is not None and not self._task.done()
-        key = (words, self._audio_p, learned_ms, patience, pending)
+        key = (words, self._audio_p, learned_ms, patience, pending, end_p)
         if key != self._key or self.decision is None:
             self._key = key
             self.decision = decide(
-                words, self._audio_p, learned_ms, self.policy, patience, sound_pending=pending
+                words, self._audio_p, learned_ms, self.policy, patience, sound_pending=pending, end_p=end_p
             )
         if (
             paused_at is not None

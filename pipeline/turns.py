@@ -62,6 +62,9 @@ class CallConfig:
     end_finished_ms: int = 350
     end_doubt_ms: int = 1600
     end_audio_threshold: float = 0.5
+    #: Per language: the decoder's probability of how the transcript ends below which words that
+    #: read finished are doubted (`TurnEndPolicy.end_word_p`); a language not listed: never.
+    end_word_p: dict[str, float] = field(default_factory=dict)
     speed: float = 1.0
     #: Reply audio the client may buffer ahead of playback.
     lead_ms: float = 300.0
@@ -214,3 +217,13 @@ def words_so_far(item: Item) -> str | None:
     if task.cancelled() or task.exception() is not None:
         return ""
     return str(task.result().text.strip())
+
+
+def end_prob_so_far(item: Item) -> float | None:
+    """How sure the decoder was of how the turn's transcript so far ends (`Transcript.end_prob`),
+    or None while decoding, after a failure, or when the engine does not say."""
+    task = item.transcript_task
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    prob = task.result().end_prob
+    return None if prob is None else float(prob)

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     realtime_max_silence_ms: int = 2500
     realtime_finished_silence_ms: int = 350
     realtime_doubt_silence_ms: int = 1600
+    # Per language: below this probability of how Whisper ended the transcript (its last word and
+    # closing mark), words that read finished are doubted (the turn waits the doubt silence).
+    # Measured on English only; a language not listed does without. JSON in the environment.
+    realtime_end_word_p: dict[str, float] = {"en": 0.55}
     turn_engine: str = "smart_turn"
     # The Smart Turn ONNX file; empty: the one inside the pipecat-ai wheel.
     turn_model_path: str | None = None

@@ -29,6 +29,11 @@ class Transcript:
     #: Average log-probability and no-speech probability, for hallucination filtering.
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    #: The decoder's own probability of how the text ends: the least of its last word's tokens and
+    #: of the closing mark it wrote (None when the engine does not say). Low means it guessed at
+    #: the last sound ("remind me to" heard as "remind me too?"), so the words cannot be trusted
+    #: to say the sentence is over (`pipeline.turn_end`).
+    end_prob: float | None = None
 
 
 @runtime_checkable

@@ -172,10 +172,15 @@ class RemoteSTT:
 
     def _transcript(self, r: httpx.Response, language: str) -> Transcript:
         try:
-            text = str(r.json()["text"])
+            body = r.json()
+            text = str(body["text"])
         except (ValueError, KeyError, TypeError) as e:
             raise RetryableEngineError(f"transcription server answered no text: {r.text[:200]!r}") from e
-        return Transcript(text=text.strip(), language=language)
+        # Our tier adds how sure Whisper was of the last word (other servers do not).
+        end = body.get("end_prob")
+        ok = isinstance(end, (int, float)) and not isinstance(end, bool) and 0.0 <= end <= 1.0
+        end_prob = float(end) if ok else None
+        return Transcript(text=text.strip(), language=language, end_prob=end_prob if text.strip() else None)
 
     async def aclose(self) -> None:
         await asyncio.gather(self._finals.aclose(), self._partials.aclose())

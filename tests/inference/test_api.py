@@ -41,6 +41,7 @@ def test_jfk_json_is_exact(tier: Tier) -> None:
     assert r.status_code == 200, r.text
     assert word_error_rate(JFK_TEXT, r.json()["text"]) == 0.0, r.json()
     assert int(r.headers["x-silvertalk-batch-size"]) >= 1
+    assert 0.0 < r.json()["end_prob"] <= 1.0  # ours, for the gateways' end of turn
 
 
 def test_verbose_json_has_segments_and_text_is_plain(tier: Tier) -> None:

