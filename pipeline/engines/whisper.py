@@ -102,6 +102,44 @@ def is_hallucination(
     return quiet and compression_ratio > LOOP_COMPRESSION_RATIO
 
 
+def collapse_loops(text: str) -> str:
+    """`text` with each run of a phrase repeated over and over kept once.
+
+    Over real speech Whisper sometimes falls into a loop after the words ("When I was young we
+    lived in a. Small house near the sea. Small house near the sea. Small house ...", until the
+    token limit cut it): the speech is there, so the text is kept, but the loop is not what was
+    said. A phrase of three or more words repeated three or more times in a row, or a shorter one
+    five or more times, is kept once, and a cut-off repetition after it at the very end is
+    dropped. Ordinary repetition ("No, no, no.", "very very good") is left alone.
+    """
+    words = text.split()
+    norm = [_normalise(w) for w in words]
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        best: tuple[int, int] | None = None  # (times, unit length)
+        for k in range(1, (len(words) - i) // 3 + 1):
+            unit = norm[i : i + k]
+            if not any(unit):
+                continue
+            times = 1
+            while norm[i + times * k : i + (times + 1) * k] == unit:
+                times += 1
+            if times >= (3 if k >= 3 else 5) and (best is None or times * k > best[0] * best[1]):
+                best = (times, k)
+        if best is None:
+            out.append(words[i])
+            i += 1
+            continue
+        times, k = best
+        out.extend(words[i : i + k])
+        rest = norm[i + times * k :]
+        i += times * k
+        if rest and rest == norm[i - k : i - k + len(rest)]:
+            break  # the loop's last repetition, cut off by the token limit
+    return " ".join(out)
+
+
 def resolve_device(device: str) -> tuple[str, str]:
     """Map the `stt_device` setting to (device, compute_type): auto -> CUDA float16 when a GPU is seen."""
     if device == "auto":
@@ -261,6 +299,11 @@ def _finish(
     if is_hallucination(text, no_speech_prob=no_speech, compression_ratio=ratio, level_dbfs=level):
         log.info("dropped a likely hallucination %r (no_speech %.2f, %.0f dBFS)", text, no_speech, level)
         text = ""
+    elif ratio > LOOP_COMPRESSION_RATIO:
+        collapsed = collapse_loops(text)
+        if collapsed != text:
+            log.info("collapsed a repetition loop %r -> %r", text, collapsed)
+            text, end_prob = collapsed, None  # the ending Whisper wrote was the loop's, not the speech's
     return Transcript(
         text=text,
         language=req.language,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline import EngineUnavailable
-from pipeline.engines.whisper import WhisperSTT, is_hallucination
+from pipeline.engines.whisper import WhisperSTT, collapse_loops, is_hallucination
 from tests.pipeline.conftest import JFK_TEXT, word_error_rate
 
 
@@ -156,3 +156,23 @@ async def test_no_words_no_ending(whisper: WhisperSTT) -> None:
     """Silence gives no text and no ending probability (nothing for the end of turn to doubt)."""
     transcript = await whisper.transcribe(np.zeros(16000, np.int16), language="en")
     assert transcript.text == "" and transcript.end_prob is None
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (  # from the endpointing benchmark: a loop after the speech, cut by the token limit
+            "When I was young we lived in A. Small house near the sea. Small house near the sea. "
+            "Small house near the sea. Small house near the sea. Small house near the sea. Small house",
+            "When I was young we lived in A. Small house near the sea.",
+        ),
+        ("Good bye bye bye bye bye bye bye bye.", "Good bye"),
+        ("No, no, no. I said no.", "No, no, no. I said no."),
+        ("It was very very good.", "It was very very good."),
+        ("I went home. I went home. And then I slept.", "I went home. I went home. And then I slept."),
+        ("그 사람이 참 좋았어요 참 좋았어요 참 좋았어요 참 좋았어요 참 좋았어요", "그 사람이 참 좋았어요"),
+    ],
+)
+def test_repetition_loops_are_kept_once(text: str, kept: str) -> None:
+    """A phrase Whisper repeats over and over is kept once; what people really repeat is left alone."""
+    assert collapse_loops(text) == kept
