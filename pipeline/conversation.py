@@ -126,7 +126,7 @@ class Conversation:
             # Turn detection off mid-turn: the words so far become a turn (nothing is lost), not
             # answered, as a manual commit is not; the endpointer is left with no turn to finish.
             self._end_turn_now(respond=False)
-        self._resampler = Resampler(c.input_rate, SAMPLE_RATE)
+        self._resampler = Resampler(c.input_rate, SAMPLE_RATE, low_latency=True)
         self._vad = Vad(c.threshold)
         ep = self._ep
         ep.silence_ms, ep.prefix_padding_ms = c.silence_duration_ms, c.prefix_padding_ms

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from faster_whisper import decode_audio
 
-from pipeline.audio import from_float
+from pipeline.audio import Resampler, from_float
 from pipeline.vad import FRAME_SAMPLES, FrameSplitter, Vad, aggressiveness
 from tests.conftest import FIXTURES
 
@@ -35,3 +36,38 @@ def test_frame_splitter_keeps_the_remainder() -> None:
     frames = [f for c in chunks for f in split.push(c)]
     assert len(frames) == (100 + 500 + 333 + 347) // FRAME_SAMPLES == 4
     assert all(len(f) == FRAME_SAMPLES for f in frames)
+
+
+@pytest.mark.parametrize("low_latency", [True, False])
+def test_the_callers_audio_is_resampled_without_holding_any_back(low_latency: bool) -> None:
+    """The models' resampler returns each 20 ms of 24 kHz audio as 20 ms at 16 kHz at once; soxr's
+    high quality (for what people hear) holds some back."""
+    resampler = Resampler(24000, 16000, low_latency=low_latency)
+    out = [len(resampler.push(np.full(480, 1000, np.int16))) for _ in range(10)]
+    assert (out == [320] * 10) is low_latency, out
+
+
+async def test_the_end_of_speech_is_heard_in_the_frame_it_was_sent() -> None:
+    """A caller at 24 kHz: the conversation hears speech stop as soon as it would at 16 kHz, not a
+    frame or two later (that lag was in every turn's answer and every barge-in)."""
+    from pipeline.events import SpeechStopped
+    from tests.pipeline.callkit import Call
+
+    async def chunks_until_stopped(rate: int) -> int:
+        call = Call(input_rate=rate)
+        try:
+            t = np.arange(910 * rate // 1000) / rate  # callkit's speech, made at this rate, ending mid-frame
+            voiced = ((t * 140) % 1.0 - 0.5) * 2 * 0.3 * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+            audio = np.concatenate([(voiced * 32767).astype(np.int16), np.zeros(3 * rate, np.int16)])
+            step = rate // 50
+            for n, i in enumerate(range(0, len(audio), step), 1):
+                call.conv.push_audio(audio[i : i + step])
+                call.clock.t += 0.02
+                await call.settle(4)
+                if call.of(SpeechStopped):
+                    return n
+            raise AssertionError("speech never stopped")
+        finally:
+            await call.close()
+
+    assert await chunks_until_stopped(24000) == await chunks_until_stopped(16000)
