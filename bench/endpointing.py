@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 
 from bench import inputs, report
 from bench.inputs import RATE, Turn
+from bench.report import RESULTS
 from bench.v2v import TurnResult, serve_calls
 from pipeline.audio import resample
 
@@ -157,6 +159,16 @@ def wrong_cutoff(r: TurnResult) -> bool:
     return r.early_audio_ms is not None
 
 
+def bridged_pauses(log_path: Path) -> dict[str, Any]:
+    """From the server's log: how many pauses the turns lived through, and the lengths of those
+    whose wait was set by Whisper's doubt in the last word (without it, the words read finished)."""
+    pattern = re.compile(r"a pause of (\d+) ms inside the turn \(wait \d+ ms: (.*)\)$")
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.exists() else []
+    found = [m for line in lines if (m := pattern.search(line)) is not None]
+    doubted = [int(m.group(1)) for m in found if "last word uncertain" in m.group(2)]
+    return {"pauses": len(found), "doubted_ending_ms": doubted}
+
+
 def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dict[str, Any]:
     """Run the benchmark; prints the tables and writes `results/endpointing.json`.
 
@@ -191,6 +203,11 @@ def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dic
         f"v2v p50 {report.fmt(v2v['p50'])} p95 {report.fmt(v2v['p95'])} ms; "
         f"endpointing wait p50 {report.fmt(endpoint['p50'])} ms"
     )
+    bridged = bridged_pauses(RESULTS / "endpointing.server.log")
+    print(
+        f"pauses inside turns: {bridged['pauses']}; bridged on a doubted last word: "
+        f"{len(bridged['doubted_ending_ms'])} {bridged['doubted_ending_ms']} ms"
+    )
     korean = korean_text_rule()
     print(f"Korean text rule: {korean['right']}/{korean['transcripts']} right; wrong: {korean['wrong']}")
     data = {
@@ -201,6 +218,7 @@ def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dic
         "complete_v2v_ms": v2v,
         "complete_endpoint_ms": endpoint,
         "korean_text_rule": korean,
+        "bridged_pauses": bridged,
         "utterances": [
             {"name": u.turn.name, "text": u.turn.text, "pauses_s": u.pauses, "length_scale": u.scale}
             for u in synthetic

@@ -307,6 +307,11 @@ class EndOfTurn:
         """The caller spoke on after `pause_ms` of silence: the pause's sound judgement is stale.
         A pause that only the patience bridged is evidence for it (see the module docstring)."""
         d = self.decision
+        if pause_ms is not None and d is not None and self.pausing:
+            # Every pause the turn lived through (told of at `paused`, not each gap between words),
+            # with the wait that bridged it: what kept a turn open is as worth understanding as what
+            # ended one.
+            log.info("a pause of %d ms inside the turn (wait %d ms: %s)", pause_ms, d.silence_ms, d.reason)
         if pause_ms is not None and d is not None and d.by_patience and d.table_ms <= pause_ms:
             self._learn(pause_ms, "a pause inside a turn")
         if self._task is not None and not self._task.done():

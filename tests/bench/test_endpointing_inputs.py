@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import logging
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from bench import endpointing, inputs
 
@@ -30,3 +34,30 @@ def test_the_korean_text_rule_is_scored() -> None:
     """The benchmark reports the text rule over every labelled Korean transcript."""
     result = endpointing.korean_text_rule()
     assert result["transcripts"] >= 30 and result["right"] == result["transcripts"]
+
+
+def test_pauses_bridged_on_a_doubted_ending_are_counted_from_the_servers_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The core logs every pause a turn lives through with the wait that bridged it; the benchmark
+    counts those bridged on Whisper's doubt in the last word (the log's own lines, as the server
+    writes them)."""
+    from pipeline.turn_end import EndOfTurn, TurnEndPolicy
+
+    def spawn(coro: Any) -> Any:
+        coro.close()  # no audio model in this test: nothing is ever spawned
+
+    turn_end = EndOfTurn(None, TurnEndPolicy(end_word_p=0.55), spawn, lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="pipeline.turn_end"):
+        turn_end.begin()
+        turn_end.paused(lambda: np.zeros(0, np.int16))
+        turn_end.silence_ms("We use 2.", "en", 700, end_p=0.24)  # finished-looking, doubted
+        turn_end.resumed(1200)
+        turn_end.silence_ms("We use 2 grow tomatoes.", "en", 700, end_p=0.9)
+        turn_end.resumed(60)  # a gap between words the end of turn was never told of: not a pause
+        turn_end.paused(lambda: np.zeros(0, np.int16))
+        turn_end.resumed(600)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = tmp_path / "server.log"
+    log.write_text("\n".join(fmt.format(r) for r in caplog.records) + "\n", encoding="utf-8")
+    assert endpointing.bridged_pauses(log) == {"pauses": 2, "doubted_ending_ms": [1200]}
