@@ -60,23 +60,21 @@ class DecodeScheduler:
         return sum(not f.done() for _, _, f in self._waiting)
 
     @classmethod
-    def _shared(cls, engine: Any) -> DecodeScheduler | None:
-        """The scheduler calls share on `engine`, if any has been made (no loop needed)."""
-        try:
-            return cls._by_engine.get(engine)
-        except TypeError:  # an engine that cannot be weakly referenced: its calls never share one
-            return None
-
-    @classmethod
     def idle(cls, engine: Any) -> bool:
         """True when no call of this process is decoding on `engine` or waiting to (no loop needed)."""
-        scheduler = cls._shared(engine)
+        try:
+            scheduler = cls._by_engine.get(engine)
+        except TypeError:
+            return True
         return scheduler is None or (scheduler._running == 0 and not scheduler.waiting)
 
     @classmethod
     def saturated(cls, engine: Any) -> bool:
         """True when a decode started now on `engine` would wait: every turn is taken, or others wait."""
-        scheduler = cls._shared(engine)
+        try:
+            scheduler = cls._by_engine.get(engine)
+        except TypeError:
+            return False
         return scheduler is not None and (
             scheduler._running >= scheduler.concurrency or bool(scheduler.waiting)
         )
