@@ -68,17 +68,6 @@ class DecodeScheduler:
             return True
         return scheduler is None or (scheduler._running == 0 and not scheduler.waiting)
 
-    @classmethod
-    def saturated(cls, engine: Any) -> bool:
-        """True when a decode started now on `engine` would wait: every turn is taken, or others wait."""
-        try:
-            scheduler = cls._by_engine.get(engine)
-        except TypeError:
-            return False
-        return scheduler is not None and (
-            scheduler._running >= scheduler.concurrency or bool(scheduler.waiting)
-        )
-
     @asynccontextmanager
     async def turn(self, priority: Priority) -> AsyncIterator[None]:
         """Wait for a turn on the engine, hold it for the body, pass it on."""

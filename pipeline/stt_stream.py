@@ -220,14 +220,9 @@ class StreamingTranscriber:
         partial decode still running when the caller stops speaking delays the final decode by
         what is left of it, so partials keep the model busy at most 1/(1+idle_ratio) of the time.
         For the same reason there is no partial while the audio's tail is much quieter than the
-        speech before it: the caller is pausing, and the final decode is probably next. And none
-        while the engine is saturated by other calls (every decode slot taken, or decodes waiting):
-        under load partials are thinned to the gaps, since one on the model delays every final
-        queued behind it (a decode cannot be interrupted), and a final is what a caller waits for.
+        speech before it: the caller is pausing, and the final decode is probably next.
         """
         if self._spec is not None or self.busy or self.duration_s < self.min_utterance_s:
-            return False
-        if DecodeScheduler.saturated(self.stt):
             return False
         if self.duration_s > DECODE_WINDOW_S:
             return False  # a partial would be a windowed decode of everything: leave the CPU to finals

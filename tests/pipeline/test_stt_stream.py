@@ -164,19 +164,3 @@ async def test_no_partial_while_the_caller_pauses() -> None:
     assert not st.should_partial(time.monotonic())
     st.push(second(1.0))  # speaking again
     assert st.should_partial(time.monotonic())
-
-
-async def test_partials_wait_while_other_calls_decode() -> None:
-    """Two calls on one engine: while one call's decode holds it, the other starts no partial (it
-    would hold the model in front of finals); once the engine is free, it does."""
-    stt = ScriptedSTT(["one two three"] * 4, delay_s=0.05)
-    busy = StreamingTranscriber(stt, "en")
-    other = StreamingTranscriber(stt, "en", partial_every_s=1.0, min_utterance_s=1.0, min_gap_s=0.0)
-    busy.push(second(2))
-    other.push(second(2))
-    task = busy.speculate()
-    await asyncio.sleep(0.01)  # the first call's final decode is on the model
-    assert not other.should_partial(time.monotonic())
-    assert task is not None
-    await task
-    assert other.should_partial(time.monotonic())
