@@ -71,7 +71,10 @@ class STTDeployment:
 
     def _decode(self, jobs: list[Job]) -> list[Transcript]:
         model = self.engine.model
-        requests = [DecodeRequest(j.audio, j.language or self._detect(j.audio), j.prompt) for j in jobs]
+        requests = [
+            DecodeRequest(j.audio, j.language or self._detect(j.audio), j.prompt, ending=not j.partial)
+            for j in jobs
+        ]
         return decode_batch(model, requests)
 
     def _detect(self, audio: PCM) -> str:

@@ -7,8 +7,8 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    how sure the decoder was of their ending (`Transcript.end_prob`): at a pause right after a
    function word Whisper often hears another word ("remind me to" as "remind me too?", "we used
    to" as "We use two."), the rules then read a finished sentence, and the sound of a pause after
-   a whole word can read finished too; but the decoder gave that last word a low probability
-   (0.19-0.54 on such Piper fragments, >= 0.59 on every complete sentence measured);
+   a whole word can read finished too; but the decoder often gave that ending a low probability
+   (0.24-0.53 on most such Piper fragments, whole sentences mostly 0.75-0.92: README, Performance);
 2. the sound: the audio end-of-turn model's probability that the speaker has finished (Smart Turn;
    None until it has answered, or when no model is configured);
 3. the speaker: the silence their own pauses call for (`Endpointer.required_silence_ms`), and

@@ -35,6 +35,7 @@ import numpy as np
 from pipeline import EngineUnavailable, FatalEngineError, RetryableEngineError
 from pipeline.audio import rms_dbfs, to_float
 from pipeline.engines.base import PCM, Transcript
+from pipeline.stt_stream import DECODE_KIND
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ FULL_WINDOW_FRAMES = 3000
 MIN_WINDOW_FRAMES = 1000
 WINDOW_MARGIN_FRAMES = 50
 MAX_FITTED_WINDOW_S = 28.0
+#: `end_prob` is measured for utterances up to this long: CTranslate2 keeps every step's logits
+#: over the vocabulary (200 kB a token: ~8 MB for a 10 s turn, 40 MB for 200 tokens), and the end
+#: of turn matters for a turn, not for a monologue.
+END_PROB_MAX_S = 15.0
 #: oneDNN kernels kept compiled: 8 per window length (the convolutions and their layout changes),
 #: so the usual 10 s window and one other stay warm.
 KERNEL_CACHE = 16
@@ -204,8 +209,9 @@ class WhisperSTT:
         FatalEngineError for input it cannot take.
         """
         loop = asyncio.get_running_loop()
+        ending = DECODE_KIND.get() != "partial"  # a partial's ending decides nothing
         try:
-            return await loop.run_in_executor(self._executor, self._decode, audio, language, prompt)
+            return await loop.run_in_executor(self._executor, self._decode, audio, language, prompt, ending)
         except ValueError as e:
             raise FatalEngineError(f"Whisper refused the input: {e}") from e
         except (RuntimeError, MemoryError) as e:
@@ -226,8 +232,8 @@ class WhisperSTT:
         """Stop the decode thread (waits for a decode in progress)."""
         self._executor.shutdown(wait=True)
 
-    def _decode(self, audio: PCM, language: str, prompt: str | None) -> Transcript:
-        return decode_batch(self._model, [DecodeRequest(audio, language, prompt)])[0]
+    def _decode(self, audio: PCM, language: str, prompt: str | None, ending: bool = True) -> Transcript:
+        return decode_batch(self._model, [DecodeRequest(audio, language, prompt, ending)])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +243,8 @@ class DecodeRequest:
     audio: PCM
     language: str
     prompt: str | None = None
+    #: Measure `Transcript.end_prob` (a final decode a caller's turn waits for; not a partial).
+    ending: bool = True
 
     @property
     def duration_s(self) -> float:
@@ -280,7 +288,11 @@ def decode_batch(model: Any, requests: Sequence[DecodeRequest]) -> list[Transcri
     for i in fitted:
         groups.setdefault((requests[i].language, requests[i].prompt), []).append(i)
     for (language, prompt), members in groups.items():
-        decoded = _decode_fitted(model, [requests[i].audio for i in members], language, prompt)
+        clips = [requests[i].audio for i in members]
+        ending = (
+            any(requests[i].ending for i in members) and max(map(len, clips)) <= END_PROB_MAX_S * SAMPLE_RATE
+        )
+        decoded = _decode_fitted(model, clips, language, prompt, ending=ending)
         for i, (text, no_speech, avg_logprob, end_prob) in zip(members, decoded, strict=True):
             results[i] = _finish(requests[i], text, no_speech, avg_logprob, end_prob)
     return [r for r in results if r is not None]
@@ -314,7 +326,7 @@ def _finish(
 
 
 def _decode_fitted(
-    model: Any, clips: Sequence[PCM], language: str, prompt: str | None
+    model: Any, clips: Sequence[PCM], language: str, prompt: str | None, *, ending: bool = True
 ) -> list[tuple[str, float, float, float | None]]:
     """Encode a mel window fitted to the utterances instead of Whisper's fixed 30 s.
 
@@ -344,7 +356,7 @@ def _decode_fitted(
         max_length=len(tokens) + max(limits),
         return_scores=True,
         return_no_speech_prob=True,
-        return_logits_vocab=True,  # for `end_prob`: ~20 steps of 52k floats, no extra compute
+        return_logits_vocab=ending,  # for `end_prob`: no extra compute, 200 kB a token
         suppress_blank=True,
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
     )
@@ -355,8 +367,9 @@ def _decode_fitted(
         text = tokenizer.decode(ids).strip()
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if result.scores else 0.0
         logits = result.logits[0] if result.logits else []
-        ending = end_prob(tokenizer, steps, logits)
-        out.append((text, float(result.no_speech_prob), float(avg_logprob), ending))
+        out.append(
+            (text, float(result.no_speech_prob), float(avg_logprob), end_prob(tokenizer, steps, logits))
+        )
     return out
 
 

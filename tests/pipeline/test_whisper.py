@@ -176,3 +176,20 @@ async def test_no_words_no_ending(whisper: WhisperSTT) -> None:
 def test_repetition_loops_are_kept_once(text: str, kept: str) -> None:
     """A phrase Whisper repeats over and over is kept once; what people really repeat is left alone."""
     assert collapse_loops(text) == kept
+
+
+async def test_the_ending_is_measured_for_a_turns_final_decode_only(
+    whisper: WhisperSTT, jfk: np.ndarray
+) -> None:
+    """A partial's ending decides nothing, and a long clip's step logits would cost 200 kB a token:
+    neither measures `end_prob` (a final decode of a turn does, above)."""
+    from pipeline.stt_stream import DECODE_KIND
+
+    token = DECODE_KIND.set("partial")
+    try:
+        partial = await whisper.transcribe(jfk, language="en")
+    finally:
+        DECODE_KIND.reset(token)
+    assert partial.text and partial.end_prob is None
+    long = await whisper.transcribe(np.concatenate([jfk, jfk]), language="en")  # 22 s
+    assert long.text and long.end_prob is None
