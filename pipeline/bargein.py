@@ -5,7 +5,8 @@ evidence decides, whichever comes first::
 
     turn starts over a LIVE reply ------------------------------> HELD (reply silent)
     HELD,  voiced >= confirm_voiced_ms            -> cancel the reply ("turn_detected"): over
-    HELD,  they pause with voiced < cough_ms      -> RESUMED: a cough or a knock, the reply plays on
+    HELD,  silent cough_pause_ms after voiced < cough_ms
+                                                  -> RESUMED: a cough or a knock, the reply plays on
     RESUMED, they speak again in the same turn    -> HELD again
     HELD,  silent for false_interruption_s        -> resume the reply: over
     turn ends, voiced < cough_ms                  -> noise: resume, drop the turn: over
@@ -61,23 +62,25 @@ class BargeIn:
     def holding(self) -> bool:
         return self.phase is Phase.HELD
 
-    def frame(self, *, in_turn: bool, voiced_ms: int, now: float, config: CallConfig) -> bool:
-        """Weigh one frame of evidence. True when the barge-in is over (the reply cut or resumed)."""
+    def frame(self, *, in_turn: bool, voiced_ms: int, silent_ms: int, now: float, config: CallConfig) -> bool:
+        """Weigh one frame of evidence (`silent_ms`: the silence so far in their turn). True when
+        the barge-in is over (the reply cut or resumed)."""
         if self.phase is not Phase.HELD:
             return False
         if in_turn and voiced_ms >= config.confirm_voiced_ms:
             self.reply.cancel("turn_detected")  # they are really talking
             return True
+        if in_turn and voiced_ms < config.cough_ms and silent_ms >= config.cough_pause_ms:
+            # Less than `cough_ms` of sound, then quiet: a cough or a knock; the reply goes on.
+            # A gap after a short first word is shorter (a pause of 160-180 ms resumed the reply
+            # into "And so, | my fellow Americans" for 200 ms).
+            self.phase = Phase.RESUMED
+            self._resume()
+            return False
         if not in_turn and now - self.since > config.false_interruption_s:
             self._resume()  # nothing came of it
             return True
         return False
-
-    def paused(self, voiced_ms: int, config: CallConfig) -> None:
-        """The caller paused: after less than `cough_ms` of sound, let the reply go on at once."""
-        if self.phase is Phase.HELD and voiced_ms < config.cough_ms:
-            self.phase = Phase.RESUMED
-            self._resume()
 
     def spoke_again(self, now: float) -> bool:
         """They speak again after a pause. False when there is nothing left to hold (reply ended)."""

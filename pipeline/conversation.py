@@ -198,10 +198,10 @@ class Conversation:
             # The end-of-turn model hears the pause at the same length however early the decode
             # started (`pause_trigger_ms`, 160 ms: Smart Turn is meant to hear ~200 ms of it).
             self.turn_end.paused(lambda: self.stt.tail(8.0))
-            floor.pause_settled()
         barge = floor.barge
+        silent_ms = ep.silent_ms if ep.in_turn else 0
         if barge is not None and barge.frame(
-            in_turn=ep.in_turn, voiced_ms=ep.voiced_ms, now=now, config=self.config
+            in_turn=ep.in_turn, voiced_ms=ep.voiced_ms, silent_ms=silent_ms, now=now, config=self.config
         ):
             floor.barge = None
         if ep.in_turn:

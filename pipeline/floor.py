@@ -109,12 +109,6 @@ class Floor:
             assert self.reply is not None
             self.barge = BargeIn.begin(self.reply, item, core.clock())
 
-    def pause_settled(self) -> None:
-        """The pause has lasted `pause_trigger_ms` (160 ms), however early it was announced: long
-        enough for a barge-in to tell a cough from words (an early announcement only speculates)."""
-        if self.barge is not None:
-            self.barge.paused(self.ep.voiced_ms, self.core.config)
-
     def pause_began(self, now: float) -> None:
         self.phase = Phase.PAUSING
         self._stamps = {"speech_end": self.last_voiced}

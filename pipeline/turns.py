@@ -75,6 +75,9 @@ class CallConfig:
     #: Barge-in: voiced this long = a real interruption; shorter than cough_ms then silence = noise.
     confirm_voiced_ms: int = 600
     cough_ms: int = 300
+    #: ... silence that long, that is: a first short word and the gap after it ("And so, | my
+    #: fellow Americans", 80 ms of voice then 160-180 ms) is not a cough.
+    cough_pause_ms: int = 300
     false_interruption_s: float = 1.5
     apology: str = ""
     #: A caller who speaks again within `rejoin_within_ms` of the end of their speech in a turn we

@@ -242,6 +242,28 @@ async def test_a_gap_between_words_does_not_resume_a_held_reply(call: Call) -> N
     assert not any(isinstance(e, ReplyAudio) for e in call.events[i:])
 
 
+async def test_a_short_first_word_and_its_gap_do_not_resume_a_held_reply(call: Call) -> None:
+    """ "And so, | my fellow Americans" over the reply: 80 ms of voice, a 180 ms gap (longer than a
+    pause's 160 ms, shorter than a cough's quiet), then words: the reply stays silent."""
+    await start_reply(call)
+    await call.feed(speech(80))
+    i = max(i for i, e in enumerate(call.events) if isinstance(e, SpeechStarted))
+    await call.feed(silence(180))
+    await call.feed(speech(900))
+    assert not any(isinstance(e, ReplyAudio) for e in call.events[i:])
+
+
+async def test_a_cough_over_the_reply_lets_it_play_on(call: Call) -> None:
+    """A 100 ms knock and quiet after it: the held reply plays on once the quiet reaches 300 ms."""
+    await start_reply(call)
+    await call.feed(speech(100))
+    i = max(i for i, e in enumerate(call.events) if isinstance(e, SpeechStarted))
+    await call.feed(silence(260))
+    assert not any(isinstance(e, ReplyAudio) for e in call.events[i:])
+    await call.feed(silence(200))
+    assert any(isinstance(e, ReplyAudio) for e in call.events[i:])
+
+
 async def test_no_words_in_the_interruption_resumes_the_reply(call: Call) -> None:
     """A 400 ms noise that transcribes to nothing resumes the reply instead of cancelling it."""
     await start_reply(call)
