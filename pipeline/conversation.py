@@ -213,10 +213,8 @@ class Conversation:
         turn = self.floor.turn
         if not self.config.speculative or turn is None:
             return None
-        words = turns.words_so_far(turn)
-        return self.turn_end.silence_ms(
-            words, self.config.language, self._ep.required_silence_ms(), turns.end_prob_so_far(turn)
-        )
+        text, end_p = turns.words_so_far(turn) or (None, None)
+        return self.turn_end.silence_ms(text, self.config.language, self._ep.required_silence_ms(), end_p)
 
     def _dispatch(self, event: Any, now: float, *, respond: bool | None = None) -> None:
         floor = self.floor

@@ -35,13 +35,12 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline import RetryableEngineError
-from pipeline.engines.base import PCM, SpeechToText, Transcript
+from pipeline.engines.base import DECODE_KIND, PCM, SpeechToText, Transcript
 from pipeline.scheduler import DecodeScheduler, Priority
 
 #: A pause, for `should_partial`: the last 200 ms at least 25 dB below the utterance's loudest 20 ms.
@@ -52,10 +51,6 @@ PAUSE_DROP_DB = 25.0
 #: one long commit never holds the shared engine for long, and there are no partials past it.
 DECODE_WINDOW_S = 28.0
 CUT_SEARCH_S = 4.0
-
-#: Which decode a `SpeechToText.transcribe` call serves: "partial" or "final". Local engines
-#: ignore it; a remote engine sends partials at low priority and may decline them.
-DECODE_KIND: ContextVar[str] = ContextVar("silvertalk_decode_kind", default="final")
 
 
 class PartialSkipped(RetryableEngineError):

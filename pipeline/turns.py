@@ -209,24 +209,16 @@ def rejoins(
     )
 
 
-def words_so_far(item: Item) -> str | None:
-    """The turn's transcript so far, or None while it is still being decoded (or not started).
+def words_so_far(item: Item) -> tuple[str, float | None] | None:
+    """The turn's transcript so far and how sure the decoder was of its ending
+    (`Transcript.end_prob`), or None while it is still being decoded (or not started).
 
-    A failed or cancelled decode gives "" (no words: the sound and the pauses decide).
+    A failed or cancelled decode gives ("", None) (no words: the sound and the pauses decide).
     """
     task = item.transcript_task
     if task is None or not task.done():
         return None
     if task.cancelled() or task.exception() is not None:
-        return ""
-    return str(task.result().text.strip())
-
-
-def end_prob_so_far(item: Item) -> float | None:
-    """How sure the decoder was of how the turn's transcript so far ends (`Transcript.end_prob`),
-    or None while decoding, after a failure, or when the engine does not say."""
-    task = item.transcript_task
-    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-        return None
-    prob = task.result().end_prob
-    return None if prob is None else float(prob)
+        return "", None
+    transcript = task.result()
+    return str(transcript.text.strip()), transcript.end_prob

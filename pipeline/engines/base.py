@@ -6,6 +6,7 @@ Audio is mono int16 numpy arrays at the engine's own `sample_rate`; the core res
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -34,6 +35,12 @@ class Transcript:
     #: the last sound ("remind me to" heard as "remind me too?"), so the words cannot be trusted
     #: to say the sentence is over (`pipeline.turn_end`).
     end_prob: float | None = None
+
+
+#: Which decode a `SpeechToText.transcribe` call serves: "partial" or "final" (set by
+#: `pipeline.stt_stream`). A remote engine sends partials at low priority and may decline them;
+#: Whisper skips measuring a partial's `end_prob`.
+DECODE_KIND: ContextVar[str] = ContextVar("silvertalk_decode_kind", default="final")
 
 
 @runtime_checkable

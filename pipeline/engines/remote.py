@@ -8,7 +8,7 @@ vLLM-Omni) or speaches; each base URL ends in `/v1`.
   and partials use separate connection pools, so a final never waits for a connection behind
   partials. A final gets one retry after a failure (a 5xx, 429, timeout or lost connection;
   through Serve the retry reaches another replica), then `RetryableEngineError`. Partials
-  (`pipeline.stt_stream.DECODE_KIND`) are sent with `X-Silvertalk-Priority: partial` (other
+  (`pipeline.engines.base.DECODE_KIND`) are sent with `X-Silvertalk-Priority: partial` (other
   servers ignore the header), never retried, and declined here (`PartialSkipped`) while
   `max_partials` are in flight or recent finals have been slow: under load the gateway thins
   its own partials so finals come first. Near-silent audio is not sent at all.
@@ -35,8 +35,8 @@ import numpy as np
 
 from pipeline import EngineUnavailable, FatalEngineError, RetryableEngineError
 from pipeline.audio import rms_dbfs
-from pipeline.engines.base import PCM, Transcript
-from pipeline.stt_stream import DECODE_KIND, PartialSkipped
+from pipeline.engines.base import DECODE_KIND, PCM, Transcript
+from pipeline.stt_stream import PartialSkipped
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,7 @@ import numpy as np
 
 from pipeline import EngineUnavailable, FatalEngineError, RetryableEngineError
 from pipeline.audio import rms_dbfs, to_float
-from pipeline.engines.base import PCM, Transcript
-from pipeline.stt_stream import DECODE_KIND
+from pipeline.engines.base import DECODE_KIND, PCM, Transcript
 
 log = logging.getLogger(__name__)
 

@@ -183,7 +183,7 @@ async def test_the_ending_is_measured_for_a_turns_final_decode_only(
 ) -> None:
     """A partial's ending decides nothing, and a long clip's step logits would cost 200 kB a token:
     neither measures `end_prob` (a final decode of a turn does, above)."""
-    from pipeline.stt_stream import DECODE_KIND
+    from pipeline.engines.base import DECODE_KIND
 
     token = DECODE_KIND.set("partial")
     try:
