@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from server import allocator
+from server import allocator, logs
 from server.app import create_app, drain
 from server.settings import Settings
 
@@ -84,9 +84,7 @@ class DrainingServer(uvicorn.Server):
 def main() -> None:
     settings = Settings()
     allocator.limit_arenas(settings.malloc_arena_max)  # before any thread starts
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     supervisor = None
     if settings.redis_url and settings.jobs_workers > 0:
         # One command serves everything: the job workers and the scheduler run beside us.

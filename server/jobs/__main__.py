@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
+from server import logs
 from server.jobs.runner import run_scheduler, run_worker
 from server.settings import Settings
 
@@ -14,9 +14,7 @@ def main() -> None:
     parser.add_argument("role", choices=["worker", "scheduler"])
     args = parser.parse_args()
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     if args.role == "worker":
         run_worker(settings)
     else:
