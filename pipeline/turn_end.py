@@ -18,8 +18,11 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    theirs that is not plainly unfinished ends before `went_on_factor` x the longest such pause
    (at most `max_ms`). A pause inside a later turn that only the patience bridged (the table
    alone would have ended the turn in it) is the same evidence and keeps it; after
-   `PATIENCE_FORGET_TURNS` turns in a row that waited on the patience without one, the oldest
-   such pause is forgotten, so a caller who paused so once gets quick answers again.
+   `PATIENCE_FORGET_TURNS` turns in a row that waited on the patience and were spoken without a
+   pause of `finished_ms` or more inside them, the oldest such pause is forgotten, so a caller who
+   paused so once gets quick answers again. A turn with such a pause (bridged by anything: the
+   words read unfinished, a doubted ending) shows the caller still pauses mid-thought, and a turn
+   of theirs that paused after a whole phrase would have ended in it without the patience.
 
 The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
 waiting too long after a finished sentence is the second worst)::
@@ -60,7 +63,7 @@ log = logging.getLogger(__name__)
 
 #: How many of a caller's went-on pauses are remembered (the longest of them sets the patience).
 WENT_ON_HISTORY = 8
-#: Turns in a row that waited on the patience with no pause it bridged, before the oldest went-on
+#: Turns in a row that waited on the patience with no pause inside them, before the oldest went-on
 #: pause is forgotten.
 PATIENCE_FORGET_TURNS = 4
 #: A remembered pause longer than this is not a pause (a stored value out of range is dropped).
@@ -247,6 +250,7 @@ class EndOfTurn:
         #: Pauses (ms) after which this caller went on although the turn had ended as finished.
         self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
         self._unneeded = 0  # turns in a row that waited on the patience without needing it
+        self._paused_inside = False  # this turn lived through a pause that could have ended it
 
     @property
     def patience_ms(self) -> int:
@@ -269,8 +273,12 @@ class EndOfTurn:
             self._learn(pause_ms, "a pause that ended a turn")
 
     def ended(self, decision: Decision) -> None:
-        """A turn ended on `decision`: one that waited on the patience with no pause it bridged
-        counts towards forgetting it."""
+        """A turn ended on `decision`: one that waited on the patience and was spoken without a
+        pause inside it counts towards forgetting it; one with such a pause starts the count again."""
+        paused_inside, self._paused_inside = self._paused_inside, False
+        if paused_inside:
+            self._unneeded = 0
+            return
         if not decision.by_patience:
             return
         self._unneeded += 1
@@ -288,6 +296,7 @@ class EndOfTurn:
         """A new turn: forget the last one's signals."""
         self.resumed()
         self._words, self.decision, self._key = None, None, None
+        self._paused_inside = False
 
     @property
     def pausing(self) -> bool:
@@ -314,6 +323,8 @@ class EndOfTurn:
             log.info("a pause of %d ms inside the turn (wait %d ms: %s)", pause_ms, d.silence_ms, d.reason)
         if pause_ms is not None and d is not None and d.by_patience and d.table_ms <= pause_ms:
             self._learn(pause_ms, "a pause inside a turn")
+        if pause_ms is not None and pause_ms >= self.policy.finished_ms:
+            self._paused_inside = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None

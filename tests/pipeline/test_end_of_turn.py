@@ -10,7 +10,7 @@ import pytest
 from pipeline.events import ItemDeleted, ReplyAudio, ResponseDone, ResponseStarted, SpeechStopped
 from pipeline.scheduler import DecodeScheduler, Priority
 from pipeline.turn_end import SpeakerHabits
-from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech
+from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech, words
 
 
 @pytest.fixture
@@ -187,6 +187,29 @@ async def test_patience_no_longer_needed_is_forgotten(call: Call) -> None:
     await call.feed(speech(900))
     await call.feed(silence(420))
     assert len(call.of(SpeechStopped)) == stopped + 1
+
+
+async def test_turns_with_pauses_inside_keep_the_patience(call: Call) -> None:
+    """A caller who goes on pausing mid-thought, even where the words bridged the pause ("... used
+    to" reads unfinished), still pauses: four such turns do not make the patience forgotten, and a
+    pause after a whole phrase in the next turn is not taken for its end."""
+    await _went_on_once(call)
+    patience = call.conv.turn_end.patience_ms
+    for _ in range(4):
+        done = len(call.of(ResponseDone))
+        halves = iter(["We used to.", "We used to grow tomatoes."])
+        call.engines.stt.text_fn = lambda audio, h=halves: next(h, "We used to grow tomatoes.")  # type: ignore[misc]
+        await call.feed(speech(900))
+        await call.feed(silence(1000))  # bridged by the unfinished words
+        await call.feed(speech(900))
+        await call.feed(silence(2600))
+        await call.until(ResponseDone, done + 1)
+    assert call.conv.turn_end.patience_ms == patience >= 1500
+    call.engines.stt.text_fn = words
+    stopped = len(call.of(SpeechStopped))
+    await call.feed(speech(900))
+    await call.feed(silence(1000))  # after a whole phrase: words and sound read finished
+    assert len(call.of(SpeechStopped)) == stopped
 
 
 async def test_a_pause_the_patience_bridged_keeps_it(call: Call) -> None:
