@@ -33,6 +33,14 @@ CAPACITY_RATIO = 1.3
 MODES = ("in-process", "remote")
 BATCH_METRIC = "silvertalk_inference_stt_batch_size_bucket"
 TABLE = ("mode", "callers", "turns", "unanswered", "v2v_p50_ms", "v2v_p95_ms", "v2v_max_ms")
+#: The server's timings shown per load (`bench.v2v.SERVER_STAGES`), with their column titles.
+STAGES = {
+    "turn_end_ms": "turn end",
+    "transcript_ms": "transcript",
+    "llm_first_token_ms": "first LLM token",
+    "tts_first_audio_ms": "first TTS audio",
+    "first_audio_sent_ms": "first audio sent",
+}
 
 
 class TierProcess(ServerProcess):
@@ -92,6 +100,8 @@ def summarise(mode: str, n: int, calls: list[list[TurnResult]]) -> dict[str, Any
         "v2v_p50_ms": s["p50"],
         "v2v_p95_ms": s["p95"],
         "v2v_max_ms": s["max"],
+        # Where the time goes: the server's own timings, ms after the end of speech (p50).
+        "stages_p50_ms": {key: report.summary(r.timings.get(key) for r in results)["p50"] for key in STAGES},
     }
 
 
@@ -159,6 +169,13 @@ def main(argv: list[str] | None = None) -> None:
             f"starts {args.stagger} s apart, fake LLM TTFT {args.ttft * 1000:.0f} ms)",
             ["mode", "callers", "turns", "unanswered", "p50", "p95", "max"],
             [[r[k] for k in TABLE] for r in rows],
+        )
+    )
+    print(
+        report.table(
+            "Where the time goes (server, ms after the end of speech, p50)",
+            ["mode", "callers", *STAGES.values()],
+            [[r["mode"], r["callers"], *r["stages_p50_ms"].values()] for r in rows],
         )
     )
     for r in rows:

@@ -109,6 +109,35 @@ def test_analyse_reports_a_turn_without_reply() -> None:
     assert r.v2v_ms is None and r.responses == 0 and not r.cut
 
 
+def test_load_rows_carry_the_server_stages_and_capacity_reads_them() -> None:
+    """A load row has the server's own stage timings (p50, ms after the end of speech), so a
+    slower voice-to-voice under load shows which stage waited; capacity keeps to 1.3x one caller."""
+    from dataclasses import replace
+
+    from bench.load import STAGES, capacity, summarise
+
+    done = {
+        "type": "response.done",
+        "response": {"id": "r1", "status": "completed", "silvertalk_timings": {"transcript_ms": 300.0}},
+    }
+    events = [
+        (100.4, {"type": "input_audio_buffer.speech_stopped"}),
+        (100.7, {"type": "response.output_audio.delta", "response_id": "r1"}),
+        (101.0, done),
+    ]
+    one = analyse(_turn(), events, 100.0, 800.0)
+    assert one.timings  # the timings are read where the gateway puts them
+    slow = replace(one, v2v_ms=1000.0, timings={**one.timings, "transcript_ms": 700.0})
+    rows = [summarise("in-process", 1, [[one]]), summarise("in-process", 8, [[slow], [slow]])]
+    assert set(rows[0]["stages_p50_ms"]) == set(STAGES)
+    assert (
+        rows[0]["stages_p50_ms"]["transcript_ms"] == 300.0
+        and rows[1]["stages_p50_ms"]["transcript_ms"] == 700.0
+    )
+    assert math.isnan(rows[0]["stages_p50_ms"]["tts_first_audio_ms"])  # not reported: not invented
+    assert capacity(rows) == 1  # 1000 ms is over 1.3 x 700
+
+
 def test_percentiles_and_tables() -> None:
     """Percentiles interpolate, missing values are skipped, and tables render '-' for them."""
     s = report.summary([1.0, 2.0, 3.0, 4.0, None])
