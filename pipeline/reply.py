@@ -66,6 +66,7 @@ from pipeline.events import (
     ResponseStarted,
     ResponseStatus,
 )
+from pipeline.scheduler import EngineScheduler, Priority
 from pipeline.sentences import SentenceSegmenter
 from pipeline.timeline import Timeline
 from pipeline.tools import SIDE_EFFECTS, ClientTools, ToolRunner, error_result, run_call
@@ -416,12 +417,17 @@ class Reply:
             previous = item.item_id
 
     async def _speak(self, plan: ReplyPlan, sentences: asyncio.Queue[str | None]) -> None:
+        """Speak each sentence as it comes. Every call shares the voice engine: the first sentence
+        (the caller hears silence until it is spoken) goes before other replies' later sentences,
+        whose caller is still hearing the sentence before (`pipeline.scheduler`)."""
+        engine = EngineScheduler.of(plan.tts)
         while (text := await sentences.get()) is not None:
             index = self.audio.begin_sentence(text)
             resampler = Resampler(plan.tts.sample_rate, self.output_rate)
-            async for pcm in plan.tts.synthesize(text, language=plan.language, speed=plan.speed):
-                self.stamps.setdefault("tts_first_audio", self.clock())
-                self._append(resampler.push(np.asarray(pcm, dtype=np.int16)), index)
+            async with engine.turn(Priority.NOW if index == 0 else Priority.SOON):
+                async for pcm in plan.tts.synthesize(text, language=plan.language, speed=plan.speed):
+                    self.stamps.setdefault("tts_first_audio", self.clock())
+                    self._append(resampler.push(np.asarray(pcm, dtype=np.int16)), index)
             self._append(resampler.push(np.zeros(0, dtype=np.int16), last=True), index)
             self.audio.end_sentence(index)
             self.text = f"{self.text} {text}".strip()

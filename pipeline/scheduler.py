@@ -1,17 +1,19 @@
-"""Fair turns on one speech-to-text engine for every call that shares it.
+"""Fair turns on one shared engine (speech to text, text to speech) for every call of the server.
 
-Whisper decodes one clip at a time on its own thread, and every call of the server shares it. Left
-to the thread's first-come queue, one caller's long decode (a five-minute commit) held everyone
-else's transcript behind it, and a partial transcript nobody waits for could delay a final one
-that a caller does wait for. So each decode first takes a turn here::
+Whisper decodes one clip at a time on its own thread, and so does Piper speak, and every call of the
+server shares them. Left to the thread's first-come queue, one caller's long decode (a five-minute
+commit) held everyone else's transcript behind it, a partial transcript nobody waits for could
+delay a final one that a caller does wait for, and under load the second sentence of one reply
+(its first is still playing) was spoken before the first sentence of another, whose caller sat in
+silence. So each decode, and each sentence spoken, first takes a turn here::
 
-    async with DecodeScheduler.of(stt).turn(Priority.FINAL):
+    async with EngineScheduler.of(stt).turn(Priority.NOW):
         transcript = await stt.transcribe(...)
 
-At most `concurrency` decodes run at once (an engine may say how many it serves at once with a
-`concurrency` attribute; one otherwise); a waiting final goes before any waiting partial, and
-otherwise first come, first served. Long audio is decoded in bounded windows, each taking its own
-turn (`pipeline.stt_stream`), so other calls' decodes interleave with it.
+At most `concurrency` turns run at once (an engine may say how many it serves at once with a
+`concurrency` attribute; one otherwise); waiting `NOW` work goes before any waiting `SOON` work,
+and otherwise first come, first served. Long audio is decoded in bounded windows, each taking its
+own turn (`pipeline.stt_stream`), so other calls' decodes interleave with it.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from typing import Any
 
 
 class Priority(enum.IntEnum):
-    FINAL = 0  # a caller is waiting for it
-    PARTIAL = 1  # nice to have
+    #: A caller is waiting in silence for it: a turn's final transcript, a reply's first sentence.
+    NOW = 0
+    #: Wanted, with time to spare: a partial transcript, a reply's later sentences (the one before
+    #: is still playing).
+    SOON = 1
 
 
-class DecodeScheduler:
+class EngineScheduler:
     """Turns for one engine. Use from one event loop."""
 
-    _by_engine: weakref.WeakKeyDictionary[Any, DecodeScheduler] = weakref.WeakKeyDictionary()
+    _by_engine: weakref.WeakKeyDictionary[Any, EngineScheduler] = weakref.WeakKeyDictionary()
 
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = max(1, concurrency)
@@ -44,7 +49,7 @@ class DecodeScheduler:
         self._loop = asyncio.get_running_loop()
 
     @classmethod
-    def of(cls, engine: Any) -> DecodeScheduler:
+    def of(cls, engine: Any) -> EngineScheduler:
         """The scheduler every call on `engine` shares (one per engine and event loop)."""
         loop = asyncio.get_running_loop()
         try:

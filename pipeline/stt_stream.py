@@ -41,7 +41,7 @@ import numpy as np
 
 from pipeline import RetryableEngineError
 from pipeline.engines.base import DECODE_KIND, PCM, SpeechToText, Transcript
-from pipeline.scheduler import DecodeScheduler, Priority
+from pipeline.scheduler import EngineScheduler, Priority
 
 #: A pause, for `should_partial`: the last 200 ms at least 25 dB below the utterance's loudest 20 ms.
 PAUSE_PROBE_S = 0.2
@@ -193,7 +193,7 @@ class StreamingTranscriber:
     def idle(self) -> bool:
         """True when neither this call nor any other call of the process is decoding: a decode
         started now costs nobody anything and waits behind nothing."""
-        return not self.busy and DecodeScheduler.idle(self.stt)
+        return not self.busy and EngineScheduler.idle(self.stt)
 
     @property
     def speculation(self) -> asyncio.Task[Transcript] | None:
@@ -238,7 +238,7 @@ class StreamingTranscriber:
             return self._current()
         audio, covered = self._audio(), self._samples
         token = DECODE_KIND.set("partial")  # the request task copies the context as it is now
-        request = asyncio.create_task(self._decode(audio, Priority.PARTIAL), name="stt-partial")
+        request = asyncio.create_task(self._decode(audio, Priority.SOON), name="stt-partial")
         self._partial_req = request
         DECODE_KIND.reset(token)
         try:
@@ -368,7 +368,7 @@ class StreamingTranscriber:
         results: list[Transcript] = []
         elapsed = 0.0
         for piece in pieces:
-            transcript, took = await self._decode(piece, Priority.FINAL)
+            transcript, took = await self._decode(piece, Priority.NOW)
             results.append(transcript)
             elapsed += took
         self.stats.final_decode_s.append(elapsed)
@@ -387,7 +387,7 @@ class StreamingTranscriber:
     async def _decode(self, audio: PCM, priority: Priority) -> tuple[Transcript, float]:
         async with self._lock:
             t0 = self._clock()
-            async with DecodeScheduler.of(self.stt).turn(priority):
+            async with EngineScheduler.of(self.stt).turn(priority):
                 self._running = asyncio.current_task()  # type: ignore[assignment]
                 try:
                     transcript = await self.stt.transcribe(audio, language=self.language, prompt=self.prompt)

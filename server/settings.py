@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     tts_remote_sample_rate: int = 24000
     # Send the language as a name ("Korean", what vLLM-Omni validates), a code ("ko") or not at all.
     tts_remote_language: Literal["name", "code", "none"] = "name"
+    # Sentences this gateway's calls may have being spoken on the remote server at once; past that,
+    # a reply's first sentence goes before others' later ones (`pipeline.scheduler`).
+    tts_remote_concurrency: int = Field(default=16, ge=1, le=256)
 
     # Inference tier (python -m inference, Ray Serve): deployment sizes. Autoscaling runs between
     # *_replicas and *_max_replicas when the latter is larger.

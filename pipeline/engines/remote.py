@@ -199,8 +199,11 @@ class RemoteTTS:
         timeout_s: float = 8.0,
         sample_rate: int = 24000,
         language: str = "name",
+        concurrency: int = 16,
     ) -> None:
         self.model, self.voice, self.language_style = model, voice, language
+        #: Sentences the calls of this process may have in flight at once (`pipeline.scheduler`).
+        self.concurrency = concurrency
         self.sample_rate = sample_rate
         self._client = _client(base_url, api_key, timeout_s, None)
         self.retries = 0
@@ -291,4 +294,5 @@ def load_tts(settings: Any) -> RemoteTTS:
         timeout_s=settings.tts_remote_timeout_s,
         sample_rate=settings.tts_remote_sample_rate,
         language=settings.tts_remote_language,
+        concurrency=settings.tts_remote_concurrency,
     )

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from pipeline.events import ItemDeleted, ReplyAudio, ResponseDone, ResponseStarted, SpeechStopped
-from pipeline.scheduler import DecodeScheduler, Priority
+from pipeline.scheduler import EngineScheduler, Priority
 from pipeline.turn_end import SpeakerHabits
 from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech, words
 
@@ -279,7 +279,7 @@ async def test_while_another_call_decodes_the_decode_waits_for_the_usual_pause(c
     other = asyncio.Event()
 
     async def another_call_decoding() -> None:
-        async with DecodeScheduler.of(call.engines.stt).turn(Priority.FINAL):
+        async with EngineScheduler.of(call.engines.stt).turn(Priority.NOW):
             await other.wait()
 
     busy = asyncio.create_task(another_call_decoding())

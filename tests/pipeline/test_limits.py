@@ -13,10 +13,17 @@ import pytest
 
 from pipeline.conversation import CallConfig, Conversation
 from pipeline.engines.base import PCM, ChatContext, SpeechToText, Transcript
-from pipeline.events import ErrorEvent, InputCommitted, OutputEvent, ResponseDone, TranscriptFinal
-from pipeline.scheduler import DecodeScheduler, Priority
+from pipeline.events import (
+    ErrorEvent,
+    InputCommitted,
+    OutputEvent,
+    ResponseDone,
+    ResponseStarted,
+    TranscriptFinal,
+)
+from pipeline.scheduler import EngineScheduler, Priority
 from pipeline.stt_stream import DECODE_WINDOW_S, windows
-from tests.pipeline.callkit import RATE, Call, Engines, silence, speech
+from tests.pipeline.callkit import RATE, Call, Engines, FakeLLM, FakeTTS, silence, speech
 
 
 @pytest.fixture
@@ -87,7 +94,7 @@ def test_long_audio_is_cut_in_windows_between_words() -> None:
 async def test_finals_go_before_partials_and_a_cancelled_waiter_passes_its_turn() -> None:
     """With the engine busy, a later final is served before an earlier partial; a cancelled waiter
     never loses the turn."""
-    scheduler = DecodeScheduler(concurrency=1)
+    scheduler = EngineScheduler(concurrency=1)
     order: list[str] = []
     release = asyncio.Event()
 
@@ -97,16 +104,83 @@ async def test_finals_go_before_partials_and_a_cancelled_waiter_passes_its_turn(
             if name == "first":
                 await release.wait()
 
-    first = asyncio.create_task(decode("first", Priority.FINAL))
+    first = asyncio.create_task(decode("first", Priority.NOW))
     await asyncio.sleep(0)
-    partial = asyncio.create_task(decode("partial", Priority.PARTIAL))
-    doomed = asyncio.create_task(decode("doomed", Priority.FINAL))
-    final = asyncio.create_task(decode("final", Priority.FINAL))
+    partial = asyncio.create_task(decode("partial", Priority.SOON))
+    doomed = asyncio.create_task(decode("doomed", Priority.NOW))
+    final = asyncio.create_task(decode("final", Priority.NOW))
     await asyncio.sleep(0)
     doomed.cancel()
     release.set()
     await asyncio.gather(first, partial, final)
     assert order == ["first", "final", "partial"]
+
+
+class OneVoice(FakeTTS):
+    """One sentence at a time, in the order asked, as Piper's private thread speaks them; each
+    sentence is held until the test lets it go (`release`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._one = asyncio.Lock()
+        self.holds: list[asyncio.Event] = []
+        #: The sentences in the order the voice began them.
+        self.began: list[str] = []
+
+    async def synthesize(self, text: str, *, language: str, speed: float = 1.0) -> AsyncIterator[PCM]:
+        async with self._one:
+            self.began.append(text)
+            hold = asyncio.Event()
+            self.holds.append(hold)
+            await hold.wait()
+            async for pcm in super().synthesize(text, language=language, speed=speed):
+                yield pcm
+
+    async def release(self, calls: list[Call]) -> None:
+        """Let the sentence being spoken finish, and everyone react."""
+        next(h for h in self.holds if not h.is_set()).set()
+        for c in calls:
+            await c.settle()
+
+
+async def test_a_replys_first_sentence_goes_before_other_replies_later_ones() -> None:
+    """Calls share one voice. While it speaks, a second sentence (its caller still hears the first)
+    and then another caller's first sentence (that caller hears silence) wait: the first sentence
+    is spoken first."""
+    voice = OneVoice()
+
+    def first(name: str) -> str:
+        return f"{name} speaks first here."
+
+    a, b, c = Call(), Call(), Call()
+    for call, name in ((a, "Alpha"), (b, "Bravo"), (c, "Charlie")):
+        call.engines.tts = voice
+        call.engines.llm = FakeLLM(f"{name} speaks first here. {name} speaks second here.")
+    try:
+        for call in (a, c):
+            await call.feed(speech(900))
+            await call.feed(silence(1000))
+        await a.until(ResponseStarted)
+        await c.until(ResponseStarted)
+        assert voice.began == [first("Alpha")]  # Charlie's first sentence waits
+        await voice.release([a, b, c])
+        assert voice.began == [first("Alpha"), first("Charlie")]  # and Alpha's second waits now
+        await b.feed(speech(900))
+        await b.feed(silence(1000))
+        await b.until(ResponseStarted)
+        for _ in range(4):
+            await voice.release([a, b, c])
+        assert voice.began[:4] == [
+            first("Alpha"),
+            first("Charlie"),
+            first("Bravo"),
+            "Alpha speaks second here.",
+        ]
+    finally:
+        for h in voice.holds:
+            h.set()
+        for call in (a, b, c):
+            await call.close()
 
 
 class SlowSTT(SpeechToText):
