@@ -114,13 +114,21 @@ def capacity(rows: list[dict[str, Any]]) -> int | None:
     return max(ok, default=None)
 
 
-def run_mode(mode: str, counts: list[int], turns: list[Turn], ttft_s: float, stagger_s: float) -> list[Any]:
-    """Every N for one mode, on one gateway (and tier); returns the summary rows."""
+def run_mode(
+    mode: str,
+    counts: list[int],
+    turns: list[Turn],
+    ttft_s: float,
+    stagger_s: float,
+    log_level: str = "warning",
+) -> list[Any]:
+    """Every N for one mode, on one gateway (and tier); returns the summary rows. The gateway's log
+    (at `log_level`) is `results/load-<mode>.server.log`."""
     from tests.fakes.gemini import FakeGemini, Reply
 
     rows: list[dict[str, Any]] = []
     with FakeGemini(reply=Reply(text=REPLY, chunks=1), ttft_s=ttft_s) as fake:
-        env = server_env(fake.url, fake.api_key)
+        env = server_env(fake.url, fake.api_key) | {"SILVERTALK_LOG_LEVEL": log_level}
         tier = TierProcess(num_cpus=2) if mode == "remote" else None
         if tier is not None:
             tier.__enter__()
@@ -155,13 +163,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turns", type=int, default=10, help="telephone sentences per caller (1-10)")
     parser.add_argument("--ttft", type=float, default=0.3, help="fake Gemini time to first token, seconds")
     parser.add_argument("--stagger", type=float, default=1.7, help="seconds between callers' starts")
+    parser.add_argument(
+        "--log-level", default="warning", help="the gateway's log level (info: every decision)"
+    )
     args = parser.parse_args(argv)
     counts = sorted({int(n) for n in args.callers.split(",")})
     modes = [m for m in args.modes.split(",") if m]
     if unknown := set(modes) - set(MODES):
         parser.error(f"unknown mode(s) {sorted(unknown)}: choose from {', '.join(MODES)}")
     turns = [t for t in inputs.fixture_turns() if t.name.startswith("osr")][: args.turns]
-    rows = [row for mode in modes for row in run_mode(mode, counts, turns, args.ttft, args.stagger)]
+    rows = [
+        row
+        for mode in modes
+        for row in run_mode(mode, counts, turns, args.ttft, args.stagger, args.log_level)
+    ]
     caps = {mode: capacity([r for r in rows if r["mode"] == mode]) for mode in modes}
     print(
         report.table(

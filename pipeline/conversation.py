@@ -506,10 +506,13 @@ class Conversation:
             item.transcript_task = None
         st = self.stt.stats
         log.info(
-            "call ended: speculative hits %d misses %d cancelled %d; final decodes %s s; final waits %s s",
+            "call ended: speculative hits %d misses %d cancelled %d; partial decodes %d (%.1f s); "
+            "final decodes %s s; final waits %s s",
             st.speculative_hits,
             st.speculative_misses,
             st.speculations_cancelled,
+            len(st.partial_decode_s),
+            sum(st.partial_decode_s),
             [round(x, 2) for x in st.final_decode_s],
             [round(x, 2) for x in st.final_wait_s],
         )
