@@ -37,6 +37,7 @@ class STTDeployment:
             device=settings.stt_device,
             cpu_threads=settings.stt_cpu_threads,
             kernel_cache=settings.stt_kernel_cache,
+            min_window_s=settings.stt_min_window_s,
         )
         self._scheduler = BatchScheduler(
             self._decode,
@@ -75,7 +76,7 @@ class STTDeployment:
             DecodeRequest(j.audio, j.language or self._detect(j.audio), j.prompt, ending=not j.partial)
             for j in jobs
         ]
-        return decode_batch(model, requests)
+        return decode_batch(model, requests, min_window_s=self.engine.min_window_s)
 
     def _detect(self, audio: PCM) -> str:
         """Whisper's language identification, for requests that name no language."""

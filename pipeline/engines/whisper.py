@@ -4,9 +4,10 @@ The model directory is assembled by `make models` (see `pipeline.engines.assembl
 tuned for conversation, not for archives: greedy, temperature 0 (the fallback ladder took 10-29 s
 on hard clips here), no conditioning on earlier text, no timestamps, the session's language passed
 in, no VAD (ours gates the audio). Utterances are encoded in a mel window fitted to their length
-(at least 10 s) rather than Whisper's fixed 30 s: the encoder is most of the cost, and this cut a
-decode from about 1.1-1.5 s to about 0.45 s on the development CPU. Decodes still cost the same
-for any clip under 10 s, so `pipeline.stt_stream` decides when one is worth running.
+(at least `min_window_s`, 8 s by default) rather than Whisper's fixed 30 s: the encoder is most of
+the cost, and this cut a decode from about 1.1-1.5 s to about 0.45 s on the development CPU (10 s
+windows; 8 s took a fifth off that again). Decodes still cost the same for any clip under the
+minimum, so `pipeline.stt_stream` decides when one is worth running.
 
 On CPU, CTranslate2 runs the encoder's two convolutions through oneDNN, which compiles kernels for
 each input shape, i.e. for each window length, and by default keeps up to 1024 of them with their
@@ -75,9 +76,12 @@ NO_SPEECH_PROB = 0.5
 #: gzip compression ratio above which text is a repetition loop (Whisper's own threshold is 2.4).
 LOOP_COMPRESSION_RATIO = 2.4
 #: Mel frames are 10 ms. Utterances up to 28 s are encoded in a window fitted to them (at least
-#: 10 s); longer ones go through faster-whisper's 30 s windows.
+#: `MIN_WINDOW_S`, the `stt_min_window_s` setting); longer ones go through faster-whisper's 30 s
+#: windows. Measured on 73 English recordings and 292 growing prefixes of them (README,
+#: Performance): 10, 9, 8 and 7 s gave the same word errors (3.2-4.1%), 6 s looped on two; 7 s
+#: once stopped after "The doctor told me that I...", dropping the rest.
 FULL_WINDOW_FRAMES = 3000
-MIN_WINDOW_FRAMES = 1000
+MIN_WINDOW_S = 8.0
 WINDOW_MARGIN_FRAMES = 50
 MAX_FITTED_WINDOW_S = 28.0
 #: `end_prob` is measured for utterances up to this long: CTranslate2 keeps every step's logits
@@ -85,7 +89,7 @@ MAX_FITTED_WINDOW_S = 28.0
 #: of turn matters for a turn, not for a monologue.
 END_PROB_MAX_S = 15.0
 #: oneDNN kernels kept compiled: 8 per window length (the convolutions and their layout changes),
-#: so the usual 10 s window and one other stay warm.
+#: so the usual minimum window and one other stay warm.
 KERNEL_CACHE = 16
 
 
@@ -164,7 +168,13 @@ class WhisperSTT:
     sample_rate = SAMPLE_RATE
 
     def __init__(
-        self, model_dir: Path, *, device: str = "auto", cpu_threads: int = 2, kernel_cache: int = KERNEL_CACHE
+        self,
+        model_dir: Path,
+        *,
+        device: str = "auto",
+        cpu_threads: int = 2,
+        kernel_cache: int = KERNEL_CACHE,
+        min_window_s: float = MIN_WINDOW_S,
     ) -> None:
         """Load the model (blocking, ~0.6 s on CPU). Raises EngineUnavailable when it is missing.
 
@@ -182,6 +192,7 @@ class WhisperSTT:
         except ImportError as e:
             raise EngineUnavailable("faster-whisper is not installed: pip install -e .") from e
         self.model_dir = model_dir
+        self.min_window_s = min_window_s
         # oneDNN (inside CTranslate2) has no API for this but its environment variable, read lazily.
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(kernel_cache)
         self.device, self.compute_type = resolve_device(device)
@@ -237,7 +248,8 @@ class WhisperSTT:
         self._executor.shutdown(wait=True)
 
     def _decode(self, audio: PCM, language: str, prompt: str | None, ending: bool = True) -> Transcript:
-        return decode_batch(self._model, [DecodeRequest(audio, language, prompt, ending)])[0]
+        request = DecodeRequest(audio, language, prompt, ending)
+        return decode_batch(self._model, [request], min_window_s=self.min_window_s)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,12 +276,16 @@ def max_new_tokens(n_samples: int) -> int:
     return min(220, 16 + int(n_samples / SAMPLE_RATE * 12))
 
 
-def fitted_frames(n_frames: int) -> int:
-    """The mel window (10 ms frames) for `n_frames` of speech: a margin added, at least 10 s, at most 30 s."""
-    return min(FULL_WINDOW_FRAMES, max(MIN_WINDOW_FRAMES, n_frames + WINDOW_MARGIN_FRAMES))
+def fitted_frames(n_frames: int, min_window_s: float = MIN_WINDOW_S) -> int:
+    """The mel window (10 ms frames) for `n_frames` of speech: a margin added, at least
+    `min_window_s`, at most 30 s."""
+    least = min(FULL_WINDOW_FRAMES, round(min_window_s * 100))
+    return min(FULL_WINDOW_FRAMES, max(least, n_frames + WINDOW_MARGIN_FRAMES))
 
 
-def decode_batch(model: Any, requests: Sequence[DecodeRequest]) -> list[Transcript]:
+def decode_batch(
+    model: Any, requests: Sequence[DecodeRequest], *, min_window_s: float = MIN_WINDOW_S
+) -> list[Transcript]:
     """Decode utterances together (blocking): one encoder pass and one `generate` for the batch.
 
     `model` is a faster-whisper `WhisperModel`. Utterances up to `MAX_FITTED_WINDOW_S` share a
@@ -296,7 +312,7 @@ def decode_batch(model: Any, requests: Sequence[DecodeRequest]) -> list[Transcri
         ending = (
             any(requests[i].ending for i in members) and max(map(len, clips)) <= END_PROB_MAX_S * SAMPLE_RATE
         )
-        decoded = _decode_fitted(model, clips, language, prompt, ending=ending)
+        decoded = _decode_fitted(model, clips, language, prompt, ending=ending, min_window_s=min_window_s)
         for i, (text, no_speech, avg_logprob, end_prob) in zip(members, decoded, strict=True):
             results[i] = _finish(requests[i], text, no_speech, avg_logprob, end_prob)
     return [r for r in results if r is not None]
@@ -330,14 +346,20 @@ def _finish(
 
 
 def _decode_fitted(
-    model: Any, clips: Sequence[PCM], language: str, prompt: str | None, *, ending: bool = True
+    model: Any,
+    clips: Sequence[PCM],
+    language: str,
+    prompt: str | None,
+    *,
+    ending: bool = True,
+    min_window_s: float = MIN_WINDOW_S,
 ) -> list[tuple[str, float, float, float | None]]:
     """Encode a mel window fitted to the utterances instead of Whisper's fixed 30 s.
 
     The encoder is ~80% of a decode and its cost grows with the window, not the speech: a
     30 s window cost 0.7-1.1 s here for any clip, a fitted one 0.16-0.22 s. A window cut
     tight to the clip made Whisper repeat itself in the bench's tests, so it never goes
-    below `MIN_WINDOW_FRAMES` (10 s), which kept the word errors where they were. A batch
+    below `min_window_s` (see `MIN_WINDOW_S`), which kept the word errors where they were. A batch
     shares the window of its longest clip. Returns (text, no-speech probability, average
     log-probability, probability of its ending: see `end_prob`) per clip.
     """
@@ -348,7 +370,7 @@ def _decode_fitted(
     multilingual = model.model.is_multilingual
     tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=language)
     features = [model.feature_extractor(to_float(clip)) for clip in clips]
-    frames = fitted_frames(max(f.shape[-1] for f in features))
+    frames = fitted_frames(max(f.shape[-1] for f in features), min_window_s)
     encoder_output = model.encode(np.stack([pad_or_trim(f, frames) for f in features]))
     previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
     tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
@@ -435,10 +457,11 @@ def _decode_windows(model: Any, req: DecodeRequest) -> tuple[str, float, float]:
 
 def load(settings: Any) -> WhisperSTT:
     """Factory for the registry: a WhisperSTT from the `stt_model_dir`, `stt_device`,
-    `stt_cpu_threads` and `stt_kernel_cache` settings."""
+    `stt_cpu_threads`, `stt_kernel_cache` and `stt_min_window_s` settings."""
     return WhisperSTT(
         settings.stt_model_dir,
         device=settings.stt_device,
         cpu_threads=settings.stt_cpu_threads,
         kernel_cache=settings.stt_kernel_cache,
+        min_window_s=settings.stt_min_window_s,
     )

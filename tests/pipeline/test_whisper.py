@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from pipeline import EngineUnavailable
-from pipeline.engines.whisper import WhisperSTT, collapse_loops, is_hallucination
+from pipeline.engines.whisper import (
+    MIN_WINDOW_S,
+    DecodeRequest,
+    WhisperSTT,
+    collapse_loops,
+    decode_batch,
+    fitted_frames,
+    is_hallucination,
+)
 from tests.pipeline.conftest import JFK_TEXT, word_error_rate
 
 
@@ -193,3 +201,36 @@ async def test_the_ending_is_measured_for_a_turns_final_decode_only(
     assert partial.text and partial.end_prob is None
     long = await whisper.transcribe(np.concatenate([jfk, jfk]), language="en")  # 22 s
     assert long.text and long.end_prob is None
+
+
+def test_the_window_is_fitted_to_the_speech_above_a_minimum() -> None:
+    """Frames are 10 ms: short speech gets the minimum window, longer speech its length plus a
+    margin, and nothing gets more than Whisper's 30 s."""
+    assert fitted_frames(300) == round(MIN_WINDOW_S * 100)
+    assert fitted_frames(300, min_window_s=10.0) == 1000
+    assert fitted_frames(900, min_window_s=8.0) == 950
+    assert fitted_frames(2990) == fitted_frames(300, min_window_s=40.0) == 3000
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Could you remind me to call the doctor tomorrow?", "My son called me this morning.", "We used to"],
+)
+async def test_the_shorter_default_window_hears_the_same_words(whisper: WhisperSTT, text: str) -> None:
+    """The default minimum window (8 s) hears what the 10 s window of earlier releases heard."""
+    audio = _spoken(text)
+    assert whisper.min_window_s == MIN_WINDOW_S < 10.0
+    ours = await whisper.transcribe(audio, language="en")
+    [before] = decode_batch(whisper.model, [DecodeRequest(audio, "en")], min_window_s=10.0)
+    assert ours.text == before.text
+
+
+def test_the_minimum_window_comes_from_settings(model_dir: Path) -> None:
+    from pipeline.engines.whisper import load
+    from server.settings import Settings
+
+    stt = load(Settings(stt_model_dir=model_dir, stt_device="cpu", stt_min_window_s=9.0))
+    try:
+        assert stt.min_window_s == 9.0
+    finally:
+        stt.close()
