@@ -26,21 +26,15 @@ import httpx
 from bench import inputs, report
 from bench.inputs import Turn
 from bench.serve import ServerProcess
-from bench.v2v import REPLY, TurnResult, run_call, server_env
+from bench.v2v import REPLY, SERVER_STAGES, TurnResult, run_call, server_env
 from clients.realtime_client import login
 
 CAPACITY_RATIO = 1.3
 MODES = ("in-process", "remote")
 BATCH_METRIC = "silvertalk_inference_stt_batch_size_bucket"
 TABLE = ("mode", "callers", "turns", "unanswered", "v2v_p50_ms", "v2v_p95_ms", "v2v_max_ms")
-#: The server's timings shown per load (`bench.v2v.SERVER_STAGES`), with their column titles.
-STAGES = {
-    "turn_end_ms": "turn end",
-    "transcript_ms": "transcript",
-    "llm_first_token_ms": "first LLM token",
-    "tts_first_audio_ms": "first TTS audio",
-    "first_audio_sent_ms": "first audio sent",
-}
+#: The server's timings shown per load (those of `bench v2v`), with short column titles.
+STAGES = {key: key.removesuffix("_ms").replace("_", " ") for key in SERVER_STAGES}
 
 
 class TierProcess(ServerProcess):

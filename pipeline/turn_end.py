@@ -275,8 +275,7 @@ class EndOfTurn:
     def ended(self, decision: Decision) -> None:
         """A turn ended on `decision`: one that waited on the patience and was spoken without a
         pause inside it counts towards forgetting it; one with such a pause starts the count again."""
-        paused_inside, self._paused_inside = self._paused_inside, False
-        if paused_inside:
+        if self._paused_inside:  # reset by the next `begin`
             self._unneeded = 0
             return
         if not decision.by_patience:

@@ -279,8 +279,7 @@ def max_new_tokens(n_samples: int) -> int:
 def fitted_frames(n_frames: int, min_window_s: float = MIN_WINDOW_S) -> int:
     """The mel window (10 ms frames) for `n_frames` of speech: a margin added, at least
     `min_window_s`, at most 30 s."""
-    least = min(FULL_WINDOW_FRAMES, round(min_window_s * 100))
-    return min(FULL_WINDOW_FRAMES, max(least, n_frames + WINDOW_MARGIN_FRAMES))
+    return min(FULL_WINDOW_FRAMES, max(round(min_window_s * 100), n_frames + WINDOW_MARGIN_FRAMES))
 
 
 def decode_batch(
