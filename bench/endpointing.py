@@ -161,12 +161,14 @@ def wrong_cutoff(r: TurnResult) -> bool:
 
 def bridged_pauses(log_path: Path) -> dict[str, Any]:
     """From the server's log: how many pauses the turns lived through, and the lengths of those
-    whose wait was set by Whisper's doubt in the last word (without it, the words read finished)."""
+    whose wait was set by Whisper's doubt in the last word, or by an unfinished reading it weighed
+    for it (without them, the words read finished)."""
     pattern = re.compile(r"a pause of (\d+) ms inside the turn \(wait \d+ ms: (.*)\)$")
     lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.exists() else []
     found = [m for line in lines if (m := pattern.search(line)) is not None]
     doubted = [int(m.group(1)) for m in found if "last word uncertain" in m.group(2)]
-    return {"pauses": len(found), "doubted_ending_ms": doubted}
+    heard = [int(m.group(1)) for m in found if "nearly heard" in m.group(2)]
+    return {"pauses": len(found), "doubted_ending_ms": doubted, "heard_unfinished_ms": heard}
 
 
 def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dict[str, Any]:
@@ -206,7 +208,8 @@ def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dic
     bridged = bridged_pauses(RESULTS / "endpointing.server.log")
     print(
         f"pauses inside turns: {bridged['pauses']}; bridged on a doubted last word: "
-        f"{len(bridged['doubted_ending_ms'])} {bridged['doubted_ending_ms']} ms"
+        f"{len(bridged['doubted_ending_ms'])} {bridged['doubted_ending_ms']} ms; on an unfinished reading "
+        f"Whisper weighed: {len(bridged['heard_unfinished_ms'])} {bridged['heard_unfinished_ms']} ms"
     )
     korean = korean_text_rule()
     print(f"Korean text rule: {korean['right']}/{korean['transcripts']} right; wrong: {korean['wrong']}")

@@ -184,11 +184,16 @@ class Ingress:
         if fmt == "text":
             return PlainTextResponse(result["text"], headers=headers)
         if fmt == "json":
-            # `end_prob` (not in OpenAI's API; clients ignore it): how sure the decoder was of the
-            # transcript's last word, which the gateways' end-of-turn decision uses.
+            # `end_prob` and `end_alternatives` (not in OpenAI's API; clients ignore them): how sure
+            # the decoder was of the transcript's last word and what else it weighed for it, which
+            # the gateways' end-of-turn decision uses.
             body: dict[str, Any] = {"text": result["text"]}
             if result.get("end_prob") is not None:
                 body["end_prob"] = round(float(result["end_prob"]), 4)
+            if result.get("end_alternatives"):
+                body["end_alternatives"] = [
+                    [text, round(float(p), 4)] for text, p in result["end_alternatives"]
+                ]
             return JSONResponse(body, headers=headers)
         return JSONResponse(verbose(result), headers=headers)
 

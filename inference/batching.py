@@ -103,6 +103,7 @@ def result_of(transcript: Any, job: Job, batch: int, started: float, compute_s: 
         "avg_logprob": transcript.avg_logprob if transcript else None,
         "no_speech_prob": transcript.no_speech_prob if transcript else None,
         "end_prob": transcript.end_prob if transcript else None,
+        "end_alternatives": [list(a) for a in transcript.end_alternatives] if transcript else [],
         "batch_size": batch,
         "queue_s": started - job.queued_at,
         "compute_s": compute_s,

@@ -139,6 +139,7 @@ class Conversation:
             doubt_ms=c.end_doubt_ms,
             audio_threshold=c.end_audio_threshold,
             end_word_p=c.end_word_p.get(c.language, 0.0),
+            end_alt_p=c.end_alt_p.get(c.language),
         )
         prefix_ms = min(c.prefix_padding_ms, PREFIX_MAX_MS)
         self._prefix: deque[tuple[int, PCM]] = deque(maxlen=(prefix_ms + 200) // FRAME_MS)
@@ -213,8 +214,16 @@ class Conversation:
         turn = self.floor.turn
         if not self.config.speculative or turn is None:
             return None
-        text, end_p = turns.words_so_far(turn) or (None, None)
-        return self.turn_end.silence_ms(text, self.config.language, self._ep.required_silence_ms(), end_p)
+        words = turns.words_so_far(turn)
+        if words is None:
+            return self.turn_end.silence_ms(None, self.config.language, self._ep.required_silence_ms())
+        return self.turn_end.silence_ms(
+            words.text.strip(),
+            self.config.language,
+            self._ep.required_silence_ms(),
+            words.end_prob,
+            words.end_alternatives,
+        )
 
     def _dispatch(self, event: Any, now: float, *, respond: bool | None = None) -> None:
         floor = self.floor

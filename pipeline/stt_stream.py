@@ -374,8 +374,14 @@ class StreamingTranscriber:
         self.stats.final_decode_s.append(elapsed)
         if len(results) == 1:
             return results[0]
-        text = " ".join(t.text.strip() for t in results if t.text.strip())
-        return Transcript(text=text, language=results[0].language, end_prob=results[-1].end_prob)
+        head = " ".join(t.text.strip() for t in results[:-1] if t.text.strip())
+        last = results[-1]
+        return Transcript(
+            text=f"{head} {last.text.strip()}".strip(),
+            language=results[0].language,
+            end_prob=last.end_prob,
+            end_alternatives=tuple((f"{head} {alt}".strip(), p) for alt, p in last.end_alternatives),
+        )
 
     # --- plumbing -------------------------------------------------------------------------------
 

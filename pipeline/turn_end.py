@@ -9,6 +9,9 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    to" as "We use two."), the rules then read a finished sentence, and the sound of a pause after
    a whole word can read finished too; but the decoder often gave that ending a low probability
    (0.24-0.53 on most such Piper fragments, whole sentences mostly 0.75-0.92: README, Performance);
+   and the other words it weighed for the last one (`Transcript.end_alternatives`): it may be
+   fairly sure of "Yesterday I went to them." (0.64) yet have given "... went to the" 0.22, a
+   reading the rules call unfinished;
 2. the sound: the audio end-of-turn model's probability that the speaker has finished (Smart Turn;
    None until it has answered, or when no model is configured);
 3. the speaker: the silence their own pauses call for (`Endpointer.required_silence_ms`), and
@@ -30,7 +33,7 @@ waiting too long after a finished sentence is the second worst)::
     words        sound              silence
     unfinished   any                max_ms       ("My late husband and I used to.")
     no words     any                max_ms       (still decoding: decided again when they come)
-    finished, but the decoder unsure of the last word
+    finished, but the decoder unsure of the last word, or it nearly heard an unfinished one
                  any                max(learned, doubt_ms)
     finished     finished           finished_ms  (both agree: answer quickly)
     finished     being judged       max(learned, doubt_ms)  (asked once the words are in; it
@@ -51,7 +54,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +119,9 @@ class TurnEndPolicy:
     #: The decoder's probability of the transcript's ending below which finished-looking words are
     #: doubted (0: never; calibrated per language by the caller of this module).
     end_word_p: float = 0.0
+    #: The probability from which another word the decoder weighed for the last one doubts
+    #: finished-looking words when the text would read unfinished with it (None: never).
+    end_alt_p: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,8 @@ class Decision:
     table_ms: int = 0
     #: The decoder's probability of how the words end (`Transcript.end_prob`), when known.
     end_p: float | None = None
+    #: An unfinished reading the decoder weighed at `end_alt_p` or more, with its probability.
+    heard_unfinished: tuple[str, float] | None = None
 
     @property
     def by_patience(self) -> bool:
@@ -153,6 +161,8 @@ class Decision:
             out["end_audio_p"] = round(self.audio_p, 3)
         if self.end_p is not None:
             out["end_word_p"] = round(self.end_p, 3)
+        if self.heard_unfinished is not None:
+            out["end_heard_unfinished_p"] = round(self.heard_unfinished[1], 3)
         return out
 
 
@@ -165,10 +175,12 @@ def decide(
     *,
     sound_pending: bool = False,
     end_p: float | None = None,
+    heard_unfinished: tuple[str, float] | None = None,
 ) -> Decision:
     """The silence that ends the turn now, given what is known (see the module's table).
     `sound_pending`: the audio model was asked about this pause and has not answered yet; `end_p`:
-    the decoder's probability of how the words end (None: not known)."""
+    the decoder's probability of how the words end (None: not known); `heard_unfinished`: an
+    unfinished reading of the last word the decoder weighed (`unfinished_reading`)."""
     learned = min(max(learned_ms, policy.finished_ms), policy.max_ms)
     doubt = min(max(learned, policy.doubt_ms), policy.max_ms)
     sound_done = None if audio_p is None else audio_p >= policy.audio_threshold
@@ -181,6 +193,12 @@ def decide(
     elif state is Completeness.COMPLETE:
         if doubted_ending(end_p, policy):
             silence, reason = doubt, f"words finished, but their last word uncertain (p={end_p:.2f})"
+        elif heard_unfinished is not None:
+            text, p = heard_unfinished
+            silence, reason = (
+                doubt,
+                f"words finished, but the decoder nearly heard {text[-40:]!r} (p={p:.2f})",
+            )
         elif sound_done is None and sound_pending:
             silence, reason = doubt, "words finished, sound being judged"
         elif sound_done is None:
@@ -206,12 +224,26 @@ def decide(
         patience_ms=patience,
         table_ms=table,
         end_p=end_p,
+        heard_unfinished=heard_unfinished,
     )
 
 
 def doubted_ending(end_p: float | None, policy: TurnEndPolicy) -> bool:
     """True when the decoder was too unsure of the words' ending for them to say "finished"."""
     return end_p is not None and end_p < policy.end_word_p
+
+
+def unfinished_reading(
+    alternatives: Sequence[tuple[str, float]], language: str, policy: TurnEndPolicy
+) -> tuple[str, float] | None:
+    """The likeliest of the decoder's other readings (`Transcript.end_alternatives`) given
+    `policy.end_alt_p` or more that the rules call unfinished ("Yesterday I went to the"), if any."""
+    if policy.end_alt_p is None:
+        return None
+    for text, p in sorted(alternatives, key=lambda a: -a[1]):
+        if p >= policy.end_alt_p and judge(text, language).state is Completeness.INCOMPLETE:
+            return text, p
+    return None
 
 
 class EndOfTurn:
@@ -239,13 +271,15 @@ class EndOfTurn:
         self.rerun_after_s = rerun_after_s
         self.decision: Decision | None = None
         self._words: tuple[str, Verdict] | None = None  # (text judged, its verdict)
+        # (the decoder's other readings, the unfinished one among them): judged once per transcript
+        self._heard: tuple[tuple[tuple[str, float], ...], tuple[str, float] | None] = ((), None)
         self._audio_p: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._paused_at: float | None = None
         self._reruns = 0
         self._audio: Callable[[], PCM] | None = None
         #: The sound as the pause began, until the model is asked about it.
-        self._heard: PCM | None = None
+        self._sound: PCM | None = None
         self._key: tuple[Any, ...] | None = None
         #: Pauses (ms) after which this caller went on although the turn had ended as finished.
         self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
@@ -295,6 +329,7 @@ class EndOfTurn:
         """A new turn: forget the last one's signals."""
         self.resumed()
         self._words, self.decision, self._key = None, None, None
+        self._heard = ((), None)
         self._paused_inside = False
 
     @property
@@ -309,7 +344,7 @@ class EndOfTurn:
         competes with the final decode for the CPU, nor runs when its answer cannot matter."""
         self._paused_at, self._reruns = self._clock(), 0
         if self.model is not None:  # with no model there is nothing to judge: copy no audio
-            self._audio, self._heard = audio, audio()
+            self._audio, self._sound = audio, audio()
 
     def resumed(self, pause_ms: int | None = None) -> None:
         """The caller spoke on after `pause_ms` of silence: the pause's sound judgement is stale.
@@ -327,16 +362,27 @@ class EndOfTurn:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
-        self._heard = None
+        self._sound = None
 
-    def silence_ms(self, text: str | None, language: str, learned_ms: int, end_p: float | None = None) -> int:
+    def silence_ms(
+        self,
+        text: str | None,
+        language: str,
+        learned_ms: int,
+        end_p: float | None = None,
+        alternatives: tuple[tuple[str, float], ...] = (),
+    ) -> int:
         """The silence that ends the turn now. `text`: its transcript, None while still decoding;
-        `end_p`: the decoder's probability of how it ends (`Transcript.end_prob`), when known."""
+        `end_p`, `alternatives`: the decoder's probability of how it ends and the other words it
+        weighed for the last one (`Transcript.end_prob`, `Transcript.end_alternatives`)."""
         if text is not None and (self._words is None or self._words[0] != text):
             self._words = (text, judge(text, language))
         words = self._words[1] if text is not None and self._words is not None else None
         if text is None:
-            end_p = None
+            end_p, alternatives = None, ()
+        if self._heard[0] != alternatives:
+            self._heard = (alternatives, unfinished_reading(alternatives, language, self.policy))
+        heard = self._heard[1]
         paused_at = self._paused_at
         # The sound cannot change the wait for unfinished words, nor for finished ones whose
         # ending the decoder doubted: the model is not run for them.
@@ -344,23 +390,33 @@ class EndOfTurn:
             paused_at is not None
             and words is not None
             and words.state is not Completeness.INCOMPLETE
-            and not (words.state is Completeness.COMPLETE and doubted_ending(end_p, self.policy))
+            and not (
+                words.state is Completeness.COMPLETE
+                and (doubted_ending(end_p, self.policy) or heard is not None)
+            )
         )
-        if sound_matters and self._heard is not None and self._task is None:
-            self._predict(self._heard)
-            self._heard = None
+        if sound_matters and self._sound is not None and self._task is None:
+            self._predict(self._sound)
+            self._sound = None
         patience = self.patience_ms
         pending = self._task is not None and not self._task.done()
-        key = (words, self._audio_p, learned_ms, patience, pending, end_p)
+        key = (words, self._audio_p, learned_ms, patience, pending, end_p, heard)
         if key != self._key or self.decision is None:
             self._key = key
             self.decision = decide(
-                words, self._audio_p, learned_ms, self.policy, patience, sound_pending=pending, end_p=end_p
+                words,
+                self._audio_p,
+                learned_ms,
+                self.policy,
+                patience,
+                sound_pending=pending,
+                end_p=end_p,
+                heard_unfinished=heard,
             )
         if (
             paused_at is not None
             and sound_matters
-            and self._heard is None
+            and self._sound is None
             and self._reruns == 0
             and self._task is None
             and self._audio is not None

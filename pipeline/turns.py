@@ -17,6 +17,7 @@ from pipeline.engines.base import (
     TextToSpeech,
     ToolCall,
     ToolResult,
+    Transcript,
 )
 from pipeline.tools import NO_OUTPUT
 
@@ -65,6 +66,9 @@ class CallConfig:
     #: Per language: the decoder's probability of how the transcript ends below which words that
     #: read finished are doubted (`TurnEndPolicy.end_word_p`); a language not listed: never.
     end_word_p: dict[str, float] = field(default_factory=dict)
+    #: Per language: the probability from which an unfinished reading the decoder weighed for the
+    #: last word doubts words that read finished (`TurnEndPolicy.end_alt_p`); not listed: never.
+    end_alt_p: dict[str, float] = field(default_factory=dict)
     speed: float = 1.0
     #: Reply audio the client may buffer ahead of playback.
     lead_ms: float = 300.0
@@ -209,16 +213,16 @@ def rejoins(
     )
 
 
-def words_so_far(item: Item) -> tuple[str, float | None] | None:
-    """The turn's transcript so far and how sure the decoder was of its ending
-    (`Transcript.end_prob`), or None while it is still being decoded (or not started).
+def words_so_far(item: Item) -> Transcript | None:
+    """The turn's transcript so far (with how sure the decoder was of its ending), or None while
+    it is still being decoded (or not started).
 
-    A failed or cancelled decode gives ("", None) (no words: the sound and the pauses decide).
+    A failed or cancelled decode gives no words (the sound and the pauses decide).
     """
     task = item.transcript_task
     if task is None or not task.done():
         return None
     if task.cancelled() or task.exception() is not None:
-        return "", None
-    transcript = task.result()
-    return str(transcript.text.strip()), transcript.end_prob
+        return Transcript(text="", language="")
+    transcript: Transcript = task.result()
+    return transcript

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # closing mark), words that read finished are doubted (the turn waits the doubt silence).
     # Measured on English only; a language not listed does without. JSON in the environment.
     realtime_end_word_p: dict[str, float] = {"en": 0.55}
+    # Per language: from this probability, another word Whisper weighed for the last one that would
+    # make the words read unfinished ("went to the" behind "went to them.") doubts them too.
+    # Measured on English only; a language not listed does without. JSON in the environment.
+    realtime_end_alt_p: dict[str, float] = {"en": 0.12}
     turn_engine: str = "smart_turn"
     # The Smart Turn ONNX file; empty: the one inside the pipecat-ai wheel.
     turn_model_path: str | None = None

@@ -35,6 +35,11 @@ class Transcript:
     #: the last sound ("remind me to" heard as "remind me too?"), so the words cannot be trusted
     #: to say the sentence is over (`pipeline.turn_end`).
     end_prob: float | None = None
+    #: Other words the decoder weighed for the last one, each as the whole text would then read,
+    #: with the probability it gave that word (most likely first; empty when the engine does not
+    #: say). "Yesterday I went to the" behind "Yesterday I went to them." (p 0.22) shows a pause
+    #: the words alone would call finished may be mid-sentence (`pipeline.turn_end`).
+    end_alternatives: tuple[tuple[str, float], ...] = ()
 
 
 #: Which decode a `SpeechToText.transcribe` call serves: "partial" or "final" (set by

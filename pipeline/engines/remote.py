@@ -59,6 +59,11 @@ def wav_file(pcm: PCM, rate: int) -> bytes:
     return buf.getvalue()
 
 
+def _probability(value: Any) -> bool:
+    """A number from 0 to 1 (a JSON bool is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
 def _client(
     base_url: str, api_key: str | None, timeout_s: float, connections: int | None
 ) -> httpx.AsyncClient:
@@ -176,11 +181,22 @@ class RemoteSTT:
             text = str(body["text"])
         except (ValueError, KeyError, TypeError) as e:
             raise RetryableEngineError(f"transcription server answered no text: {r.text[:200]!r}") from e
-        # Our tier adds how sure Whisper was of the last word (other servers do not).
+        # Our tier adds how sure Whisper was of the last word and what else it weighed for it
+        # (other servers do not); anything malformed there counts as not said.
+        text = text.strip()
         end = body.get("end_prob")
-        ok = isinstance(end, (int, float)) and not isinstance(end, bool) and 0.0 <= end <= 1.0
-        end_prob = float(end) if ok else None
-        return Transcript(text=text.strip(), language=language, end_prob=end_prob if text.strip() else None)
+        end_prob = float(end) if _probability(end) and text else None
+        alternatives = body.get("end_alternatives") if end_prob is not None else None
+        return Transcript(
+            text=text,
+            language=language,
+            end_prob=end_prob,
+            end_alternatives=tuple(
+                (a[0], float(a[1]))
+                for a in (alternatives if isinstance(alternatives, list) else [])
+                if isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and _probability(a[1])
+            ),
+        )
 
     async def aclose(self) -> None:
         await asyncio.gather(self._finals.aclose(), self._partials.aclose())

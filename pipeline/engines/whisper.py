@@ -20,8 +20,9 @@ Whisper invents text on silence ("시청해주셔서 감사합니다", "Thank yo
 `collapse_loops` keeps once a phrase it repeats over and over after real speech.
 
 A turn's final decode also says how sure Whisper was of how the text ends (`end_prob`, from the
-decoder's own step probabilities): the end-of-turn decision doubts words that read finished when
-Whisper was guessing at the last one (`pipeline.turn_end`).
+decoder's own step probabilities) and which other words it weighed for the last one
+(`end_alternatives`): the end-of-turn decision doubts words that read finished when Whisper was
+guessing at the last one, or nearly heard a reading that is unfinished (`pipeline.turn_end`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ MAX_FITTED_WINDOW_S = 28.0
 #: over the vocabulary (200 kB a token: ~8 MB for a 10 s turn, 40 MB for 200 tokens), and the end
 #: of turn matters for a turn, not for a monologue.
 END_PROB_MAX_S = 15.0
+#: Other readings of the last word kept in `Transcript.end_alternatives`: at most this many, each
+#: given at least this probability by the decoder.
+END_ALTERNATIVES = 3
+END_ALTERNATIVE_MIN_P = 0.05
 #: oneDNN kernels kept compiled: 8 per window length (the convolutions and their layout changes),
 #: so the usual minimum window and one other stay warm.
 KERNEL_CACHE = 16
@@ -312,13 +317,22 @@ def decode_batch(
             any(requests[i].ending for i in members) and max(map(len, clips)) <= END_PROB_MAX_S * SAMPLE_RATE
         )
         decoded = _decode_fitted(model, clips, language, prompt, ending=ending, min_window_s=min_window_s)
-        for i, (text, no_speech, avg_logprob, end_prob) in zip(members, decoded, strict=True):
-            results[i] = _finish(requests[i], text, no_speech, avg_logprob, end_prob)
+        for i, (text, no_speech, avg_logprob, end) in zip(members, decoded, strict=True):
+            results[i] = _finish(requests[i], text, no_speech, avg_logprob, end)
     return [r for r in results if r is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How sure the decoder was of the text's ending (`end_prob`) and what else it weighed for
+    the last word (`end_alternatives`): see `read_ending`."""
+
+    p: float
+    alternatives: tuple[tuple[str, float], ...] = ()
+
+
 def _finish(
-    req: DecodeRequest, text: str, no_speech: float, avg_logprob: float, end_prob: float | None = None
+    req: DecodeRequest, text: str, no_speech: float, avg_logprob: float, ending: Ending | None = None
 ) -> Transcript:
     """The transcript of one decode, with Whisper talking over silence dropped."""
     if not text:
@@ -334,13 +348,16 @@ def _finish(
         collapsed = collapse_loops(text)
         if collapsed != text:
             log.info("collapsed a repetition loop %r -> %r", text, collapsed)
-            text, end_prob = collapsed, None  # the ending Whisper wrote was the loop's, not the speech's
+            text, ending = collapsed, None  # the ending Whisper wrote was the loop's, not the speech's
+    if not text:
+        ending = None
     return Transcript(
         text=text,
         language=req.language,
         avg_logprob=avg_logprob,
         no_speech_prob=no_speech,
-        end_prob=end_prob if text else None,
+        end_prob=ending.p if ending else None,
+        end_alternatives=ending.alternatives if ending else (),
     )
 
 
@@ -352,7 +369,7 @@ def _decode_fitted(
     *,
     ending: bool = True,
     min_window_s: float = MIN_WINDOW_S,
-) -> list[tuple[str, float, float, float | None]]:
+) -> list[tuple[str, float, float, Ending | None]]:
     """Encode a mel window fitted to the utterances instead of Whisper's fixed 30 s.
 
     The encoder is ~80% of a decode and its cost grows with the window, not the speech: a
@@ -360,7 +377,7 @@ def _decode_fitted(
     tight to the clip made Whisper repeat itself in the bench's tests, so it never goes
     below `min_window_s` (see `MIN_WINDOW_S`), which kept the word errors where they were. A batch
     shares the window of its longest clip. Returns (text, no-speech probability, average
-    log-probability, probability of its ending: see `end_prob`) per clip.
+    log-probability, its ending: see `read_ending`) per clip.
     """
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
@@ -381,7 +398,7 @@ def _decode_fitted(
         max_length=len(tokens) + max(limits),
         return_scores=True,
         return_no_speech_prob=True,
-        return_logits_vocab=ending,  # for `end_prob`: no extra compute, 200 kB a token
+        return_logits_vocab=ending,  # for `read_ending`: no extra compute, 200 kB a token
         suppress_blank=True,
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
     )
@@ -393,36 +410,64 @@ def _decode_fitted(
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1) if result.scores else 0.0
         logits = result.logits[0] if result.logits else []
         out.append(
-            (text, float(result.no_speech_prob), float(avg_logprob), end_prob(tokenizer, steps, logits))
+            (text, float(result.no_speech_prob), float(avg_logprob), read_ending(tokenizer, steps, logits))
         )
     return out
 
 
-def end_prob(tokenizer: Any, steps: Sequence[tuple[int, int]], logits: Sequence[Any]) -> float | None:
-    """The decoder's probability of how the text ends: the least of the probabilities it gave the
-    tokens of the last word and of each closing mark after it.
+def read_ending(tokenizer: Any, steps: Sequence[tuple[int, int]], logits: Sequence[Any]) -> Ending | None:
+    """How the decoder's text ends, from its own step probabilities.
+
+    `p`: the least of the probabilities it gave the tokens of the last word and of each closing
+    mark after it. Where a speaker stopped mid-sentence Whisper often hears the function word as
+    another word ("remind me to" -> "too?", "we used to" -> "We use 2.") or doubts the mark it
+    closes the fragment with: measured on Piper speech, 0.24-0.53 on most such fragments, whole
+    sentences mostly 0.75-0.92 (README, Performance). The end of text itself is left out: after a
+    whole sentence with no closing mark (JFK's "... for your country") Whisper doubts it too.
+
+    `alternatives`: the other words it weighed where the last word begins (at most
+    `END_ALTERNATIVES`, each at `END_ALTERNATIVE_MIN_P` or more), as the text would read ending on
+    them. It can be fairly sure of a wrong word and still have weighed the right one: "Yesterday
+    I went to the" heard as "... went to them." (p 0.64) with " this" at 0.22; "I cannot find my"
+    as "... find mine." (0.70) with " my" at 0.29. A token that only begins the word it wrote
+    (" after" for "afternoon") is the same word spelled in pieces, not another.
 
     `steps`: (decoder step, token id) of the text's tokens; `logits`: each step's logits over the
     vocabulary (CTranslate2's `return_logits_vocab`). A word starts at a token that starts with a
     space (Whisper's tokens carry the space before a word); a closing mark is a token with no
-    letters or digits. Where a speaker stopped mid-sentence Whisper often hears the function word
-    as another word ("remind me to" -> "too?", "we used to" -> "We use 2.") or doubts the mark it
-    closes the fragment with: measured on Piper speech, 0.24-0.53 on most such fragments, whole
-    sentences mostly 0.75-0.92 (README, Performance). The end of text itself is left out: after a
-    whole sentence with no closing mark (JFK's "... for your country") Whisper doubts it too.
-    None when there are no logits or no words.
+    letters or digits. None when there are no logits or no words.
     """
     if not steps or steps[-1][0] >= len(logits):
         return None
     k = len(steps) - 1
-    while k >= 0 and not re.sub(r"[\W_]+", "", tokenizer.decode([steps[k][1]])):
+    while k >= 0 and not _letters(tokenizer.decode([steps[k][1]])):
         k -= 1  # closing marks
     if k < 0:
         return None
     start = k
     while start > 0 and not tokenizer.decode([steps[start][1]]).startswith(" "):
         start -= 1
-    return float(min(_softmax(logits[step])[token] for step, token in steps[start:]))
+    p = min(_softmax(logits[step])[token] for step, token in steps[start:])
+    first = _softmax(logits[steps[start][0]])
+    head = [t for _, t in steps[:start]]
+    written = _letters(tokenizer.decode([t for _, t in steps[start : k + 1]])).lower()
+    alternatives: list[tuple[str, float]] = []
+    for token in np.argsort(-first)[: END_ALTERNATIVES + 1].tolist():
+        word = tokenizer.decode([token]) if token < tokenizer.eot else ""
+        if (
+            token == steps[start][1]
+            or first[token] < END_ALTERNATIVE_MIN_P
+            or not word.startswith(" ")
+            or not _letters(word)
+            or written.startswith(_letters(word).lower())
+        ):
+            continue
+        alternatives.append((tokenizer.decode([*head, token]).strip(), round(float(first[token]), 4)))
+    return Ending(float(p), tuple(alternatives[:END_ALTERNATIVES]))
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text)
 
 
 def _softmax(logits: Any) -> np.ndarray:

@@ -252,6 +252,7 @@ class Call:
             end_finished_ms=s.realtime_finished_silence_ms,
             end_doubt_ms=s.realtime_doubt_silence_ms,
             end_word_p=dict(s.realtime_end_word_p),
+            end_alt_p=dict(s.realtime_end_alt_p),
             speed=session.speed or self.user.speech_rate or 1.0,
             speculative=s.realtime_speculative,
             early_pause_ms=s.realtime_early_pause_ms,

@@ -24,7 +24,11 @@ def test_paused_utterances_hold_their_pauses_and_end_at_the_label() -> None:
         assert len(gaps) >= len(u.pauses), (u.turn.name, segments)
         for pause in u.pauses:
             assert any(abs(gap - pause) < 0.1 for gap in gaps), (u.turn.name, pause, gaps)
-        assert abs(segments[-1][1] - u.turn.last_voiced_s) < 0.05
+        assert abs(segments[-1][1] - u.turn.last_voiced_s) < 0.05, (
+            u.turn.name,
+            segments,
+            u.turn.last_voiced_s,
+        )
         # After the label: silence only (past the resampler's ringing of the last sample, 10 ms).
         tail = u.turn.pcm[int((u.turn.last_voiced_s + 0.01) * inputs.RATE) :]
         assert np.abs(tail).max() < 100
@@ -47,7 +51,7 @@ def test_pauses_bridged_on_a_doubted_ending_are_counted_from_the_servers_log(
     def spawn(coro: Any) -> Any:
         coro.close()  # no audio model in this test: nothing is ever spawned
 
-    turn_end = EndOfTurn(None, TurnEndPolicy(end_word_p=0.55), spawn, lambda: 0.0)
+    turn_end = EndOfTurn(None, TurnEndPolicy(end_word_p=0.55, end_alt_p=0.12), spawn, lambda: 0.0)
     with caplog.at_level(logging.INFO, logger="pipeline.turn_end"):
         turn_end.begin()
         turn_end.paused(lambda: np.zeros(0, np.int16))
@@ -57,7 +61,14 @@ def test_pauses_bridged_on_a_doubted_ending_are_counted_from_the_servers_log(
         turn_end.resumed(60)  # a gap between words the end of turn was never told of: not a pause
         turn_end.paused(lambda: np.zeros(0, np.int16))
         turn_end.resumed(600)
+        turn_end.paused(lambda: np.zeros(0, np.int16))  # "went to them." with "the" weighed
+        turn_end.silence_ms("We went to them.", "en", 700, 0.64, (("We went to the", 0.22),))
+        turn_end.resumed(1500)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = tmp_path / "server.log"
     log.write_text("\n".join(fmt.format(r) for r in caplog.records) + "\n", encoding="utf-8")
-    assert endpointing.bridged_pauses(log) == {"pauses": 2, "doubted_ending_ms": [1200]}
+    assert endpointing.bridged_pauses(log) == {
+        "pauses": 3,
+        "doubted_ending_ms": [1200],
+        "heard_unfinished_ms": [1500],
+    }

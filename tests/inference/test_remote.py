@@ -20,7 +20,7 @@ from pipeline.stt_stream import DECODE_KIND, PartialSkipped, StreamingTranscribe
 from server.settings import Settings
 from tests.conftest import LiveServer, make_settings
 from tests.inference.conftest import MODEL_DIR, Tier, stt_replicas
-from tests.pipeline.conftest import JFK_TEXT, load_audio, word_error_rate
+from tests.pipeline.conftest import JFK_TEXT, load_audio, piper_said, word_error_rate
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +54,18 @@ async def test_remote_stt_and_tts_match_the_engines_in_process(tier: Tier) -> No
         # How sure Whisper was of the ending reaches the gateway's end of turn through the tier.
         assert remote.end_prob is not None and in_process.end_prob is not None
         assert abs(remote.end_prob - in_process.end_prob) < 0.05
+        # ... and the other words it weighed for the last one ("I have to take my" behind "mine").
+        fragment = piper_said("I have to take my")
+        remote, in_process = (
+            await stt.transcribe(fragment, language="en"),
+            await local.transcribe(fragment, language="en"),
+        )
+        assert remote.text == in_process.text
+        assert [a for a, _ in remote.end_alternatives] == [a for a, _ in in_process.end_alternatives]
+        for (_, p_remote), (_, p_local) in zip(
+            remote.end_alternatives, in_process.end_alternatives, strict=True
+        ):
+            assert abs(p_remote - p_local) < 0.05
         assert (await stt.transcribe(np.zeros(16000, np.int16), language="en")).text == ""  # not sent
         chunks = [c async for c in tts.synthesize("Hello there. How are you today?", language="en")]
         assert tts.sample_rate == 24000 and sum(len(c) for c in chunks) > 24000

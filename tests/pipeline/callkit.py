@@ -73,6 +73,8 @@ class FakeSTT(SpeechToText):
         self.error: Exception | None = None
         #: How sure the "decoder" is of the ending (`Transcript.end_prob`); None: it does not say.
         self.end_prob: float | None = None
+        #: Other readings of the last word it weighed (`Transcript.end_alternatives`).
+        self.end_alternatives: tuple[tuple[str, float], ...] = ()
 
     async def transcribe(self, audio: PCM, *, language: str, prompt: str | None = None) -> Transcript:
         self.calls.append(len(audio) / RATE)
@@ -82,7 +84,9 @@ class FakeSTT(SpeechToText):
         if self.error is not None:
             raise self.error
         text = self.text_fn(audio)
-        return Transcript(text, language, end_prob=self.end_prob if text else None)
+        if not text:
+            return Transcript(text, language)
+        return Transcript(text, language, end_prob=self.end_prob, end_alternatives=self.end_alternatives)
 
 
 class FakeLLM(LanguageModel):

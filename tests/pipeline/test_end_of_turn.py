@@ -320,3 +320,44 @@ async def test_a_doubted_last_word_keeps_the_turn_open(language: str, doubted: b
             assert ended["end_silence_ms"] == 350 and ended["end_reason"] == "words and sound finished"
     finally:
         await call.close()
+
+
+@pytest.mark.parametrize(
+    ("alternatives", "doubted"),
+    [
+        ((("Yesterday I went to the", 0.22),), True),
+        ((("Yesterday I went to Seoul", 0.2), ("Yesterday I went to the", 0.13)), True),
+        ((("Yesterday I went to the", 0.08),), False),  # weighed too little
+        ((("Yesterday I went to them", 0.3),), False),  # another reading, but a finished one
+    ],
+)
+async def test_an_unfinished_reading_whisper_weighed_keeps_the_turn_open(
+    alternatives: tuple[tuple[str, float], ...], doubted: bool
+) -> None:
+    """ "Yesterday I went to the | market": Whisper wrote "Yesterday I went to them." and was fairly
+    sure of it (0.64, above the 0.55 threshold), and the sound model heard a finish; but it had
+    also weighed "the" for the last word. An unfinished reading given 0.12 or more keeps a 1.2 s
+    pause inside the turn without asking the sound model; one weighed less, or one that reads
+    finished too, leaves the turn to end at 350 ms as before."""
+    call = Call(language="en", end_word_p={"en": 0.55}, end_alt_p={"en": 0.12})
+    try:
+        hears(call, 0.96)
+        call.engines.stt.text_fn = lambda audio: "Yesterday I went to them."
+        call.engines.stt.end_prob = 0.64
+        call.engines.stt.end_alternatives = alternatives
+        await call.feed(speech(1200))
+        await call.feed(silence(1200))
+        assert bool(call.of(SpeechStopped)) is not doubted
+        await call.feed(silence(500))
+        assert len(call.of(SpeechStopped)) == 1
+        ended = call.conv.items[0].end_of_turn
+        if doubted:
+            assert ended["end_silence_ms"] == 1600 and "nearly heard" in str(ended["end_reason"])
+            assert "Yesterday I went to the'" in str(ended["end_reason"])
+            assert ended["end_heard_unfinished_p"] == max(p for t, p in alternatives if t.endswith("the"))
+            assert call.engines.turn.heard_s == []
+        else:
+            assert ended["end_silence_ms"] == 350 and ended["end_reason"] == "words and sound finished"
+            assert "end_heard_unfinished_p" not in ended
+    finally:
+        await call.close()
