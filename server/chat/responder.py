@@ -23,8 +23,9 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from pipeline import EngineError, RetryableEngineError
-from pipeline.engines.base import ChatContext, Message, TextDelta
+from pipeline.engines.base import ChatContext, Message, TextDelta, Transcript
 from pipeline.prompts import system_prompt
+from pipeline.scheduler import EngineScheduler, Priority
 from pipeline.sentences import SentenceSegmenter
 from server.chat import ACTIVE, audio, updated_event
 from server.chat.history import add_turns, load_history, messages_conversation
@@ -98,7 +99,7 @@ async def _answer(services: Services, mid: uuid.UUID, attempt: int) -> None:
     if msg.input_kind == "audio" and msg.input_media_key:
         t = time.monotonic()
         pcm, _rate = await asyncio.to_thread(audio.from_wav, await services.media.get(msg.input_media_key))
-        transcript = await engines.stt.transcribe(pcm, language=msg.language)
+        transcript = await _transcribe(engines, pcm, msg.language)
         timings["transcribe_ms"] = _ms(t)
         text = transcript.text.strip()
         if not text:
@@ -135,13 +136,26 @@ async def _answer(services: Services, mid: uuid.UUID, attempt: int) -> None:
     await _finish(services, msg, attempt, text, reply, key, timings)
 
 
+async def _transcribe(engines: Any, pcm: np.ndarray, language: str) -> Transcript:
+    """The recording's words, decoded after any live call's final decode waiting on the same
+    Whisper (its caller sits in silence), in line with their partials (`pipeline.scheduler`)."""
+    async with EngineScheduler.of(engines.stt).turn(Priority.SOON):
+        transcript: Transcript = await engines.stt.transcribe(pcm, language=language)
+    return transcript
+
+
 async def _speak(engines: Any, text: str, language: str, speed: float) -> bytes:
+    """The reply as one WAV file, spoken a sentence at a time. Each sentence takes a turn on the
+    voice after the first sentences of live calls' replies (their callers sit in silence), in line
+    with their later ones (`pipeline.scheduler`): a message's reader waits seconds anyway."""
     tts = engines.tts_for(language)
+    voice = EngineScheduler.of(tts)
     segmenter = SentenceSegmenter()
     chunks: list[np.ndarray] = []
     for sentence in [*segmenter.push(text), *segmenter.flush()]:
-        async for pcm in tts.synthesize(sentence, language=language, speed=speed):
-            chunks.append(pcm)
+        async with voice.turn(Priority.SOON):
+            async for pcm in tts.synthesize(sentence, language=language, speed=speed):
+                chunks.append(pcm)
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     return await asyncio.to_thread(audio.to_wav, samples.astype(np.int16), int(tts.sample_rate))
 
