@@ -256,15 +256,18 @@ class Conversation:
             return  # ended on the client's request, or with no decision made (no speculation)
         turn.end_of_turn = decision.as_timings()
         self.turn_end.ended(decision)
+        words = turns.words_so_far(turn)
+        weighed = words.end_alternatives[:1] if words is not None else ()
         log.info(
-            "end of turn %s after %d ms of silence: %s (words %s: %s; ending p=%s; sound p=%s; "
-            "learned %d ms; patience %d ms)",
+            "end of turn %s after %d ms of silence: %s (words %s: %s; ending p=%s; also weighed %s; "
+            "sound p=%s; learned %d ms; patience %d ms)",
             turn.id,
             event.silence_ms,
             decision.reason,
             decision.words.value if decision.words else "-",
             decision.words_reason or "-",
             "-" if decision.end_p is None else f"{decision.end_p:.2f}",
+            ", ".join(f"{text[-30:]!r} {p:.2f}" for text, p in weighed) or "-",
             "-" if decision.audio_p is None else f"{decision.audio_p:.2f}",
             decision.learned_ms,
             decision.patience_ms,
