@@ -250,6 +250,16 @@ class FakeReplicate:
             self.deliveries.append((wid, r.status_code))
         return r
 
+    def answered(self, timeout_s: float = 10.0) -> list[int]:
+        """The status codes our server answered the webhook deliveries with, once at least one
+        answer is in: the server marks a prediction done while handling the delivery, so a test that
+        saw it done may get here before the answer has travelled back."""
+        deadline = time.monotonic() + timeout_s
+        while not self.deliveries and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self.lock:
+            return [code for _, code in self.deliveries]
+
     def _webhook_loop(self) -> None:
         while not self._stop.wait(0.05):
             for p in list(self.predictions.values()):
