@@ -295,6 +295,29 @@ async def test_while_another_call_decodes_the_decode_waits_for_the_usual_pause(c
     assert len(call.of(SpeechStopped)) == 1
 
 
+async def paused_after(
+    call: Call,
+    text: str,
+    doubted: bool,
+    *,
+    end_prob: float,
+    alternatives: tuple[tuple[str, float], ...] = (),
+) -> dict[str, float | str]:
+    """Words Whisper wrote as `text` (its ending at `end_prob`, the other readings it weighed),
+    1.2 s of them, a 1.2 s pause that ends the turn unless `doubted`, then 0.5 s more silence (and
+    a sound model that hears a finish throughout); how the turn ended."""
+    hears(call, 0.97)
+    call.engines.stt.text_fn = lambda audio: text
+    call.engines.stt.end_prob = end_prob
+    call.engines.stt.end_alternatives = alternatives
+    await call.feed(speech(1200))
+    await call.feed(silence(1200))
+    assert bool(call.of(SpeechStopped)) is not doubted
+    await call.feed(silence(500))
+    assert len(call.of(SpeechStopped)) == 1
+    return call.conv.items[0].end_of_turn
+
+
 @pytest.mark.parametrize(("language", "doubted"), [("en", True), ("ko", False)])
 async def test_a_doubted_last_word_keeps_the_turn_open(language: str, doubted: bool) -> None:
     """ "Could you remind me to | water the plants": Whisper wrote "Could you remind me too?" (the
@@ -303,15 +326,7 @@ async def test_a_doubted_last_word_keeps_the_turn_open(language: str, doubted: b
     is not even asked; a language without one ends the turn at 350 ms as before."""
     call = Call(language=language, end_word_p={"en": 0.55})
     try:
-        hears(call, 0.97)
-        call.engines.stt.text_fn = lambda audio: "Could you remind me too?"
-        call.engines.stt.end_prob = 0.38
-        await call.feed(speech(1200))
-        await call.feed(silence(1200))
-        assert bool(call.of(SpeechStopped)) is not doubted
-        await call.feed(silence(500))
-        assert len(call.of(SpeechStopped)) == 1
-        ended = call.conv.items[0].end_of_turn
+        ended = await paused_after(call, "Could you remind me too?", doubted, end_prob=0.38)
         assert ended["end_word_p"] == 0.38
         if doubted:
             assert ended["end_silence_ms"] == 1600 and "last word uncertain" in str(ended["end_reason"])
@@ -341,16 +356,9 @@ async def test_an_unfinished_reading_whisper_weighed_keeps_the_turn_open(
     finished too, leaves the turn to end at 350 ms as before."""
     call = Call(language="en", end_word_p={"en": 0.55}, end_alt_p={"en": 0.12})
     try:
-        hears(call, 0.96)
-        call.engines.stt.text_fn = lambda audio: "Yesterday I went to them."
-        call.engines.stt.end_prob = 0.64
-        call.engines.stt.end_alternatives = alternatives
-        await call.feed(speech(1200))
-        await call.feed(silence(1200))
-        assert bool(call.of(SpeechStopped)) is not doubted
-        await call.feed(silence(500))
-        assert len(call.of(SpeechStopped)) == 1
-        ended = call.conv.items[0].end_of_turn
+        ended = await paused_after(
+            call, "Yesterday I went to them.", doubted, end_prob=0.64, alternatives=alternatives
+        )
         if doubted:
             assert ended["end_silence_ms"] == 1600 and "nearly heard" in str(ended["end_reason"])
             assert "Yesterday I went to the'" in str(ended["end_reason"])
