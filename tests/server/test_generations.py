@@ -19,6 +19,7 @@ from PIL import Image
 from storage import db
 from storage.models import MemoryPhoto
 from tests.fakes.replicate import FakeReplicate, add_memory, live_app, login, upload_photo, wait_for
+from tests.jobs.cluster import wait_until
 
 
 @pytest.fixture
@@ -145,7 +146,11 @@ def test_cancel_mid_run(tmp_path: Path, db_url: str, fake: FakeReplicate) -> Non
         wait_for(client, headers, gid, {"running"})
         r = client.post(f"/v1/generations/{gid}/cancel", headers=headers)
         assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
-        assert [p.status() for p in fake.predictions.values()] == ["canceled"]
+        # "running" comes as the prediction is being created: a cancel inside that moment stops it
+        # upstream once the create has answered, just after the cancel's own answer.
+        wait_until(
+            lambda: [p.status() for p in fake.predictions.values()] == ["canceled"], 10, "the upstream cancel"
+        )
         assert client.post(f"/v1/generations/{gid}/cancel", headers=headers).status_code == 409
         time.sleep(0.5)
         assert client.get(f"/v1/generations/{gid}", headers=headers).json()["status"] == "canceled"
