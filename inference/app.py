@@ -191,9 +191,7 @@ class Ingress:
             if result.get("end_prob") is not None:
                 body["end_prob"] = round(float(result["end_prob"]), 4)
             if result.get("end_alternatives"):
-                body["end_alternatives"] = [
-                    [text, round(float(p), 4)] for text, p in result["end_alternatives"]
-                ]
+                body["end_alternatives"] = result["end_alternatives"]  # rounded where read
             return JSONResponse(body, headers=headers)
         return JSONResponse(verbose(result), headers=headers)
 

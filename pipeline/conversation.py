@@ -215,15 +215,7 @@ class Conversation:
         if not self.config.speculative or turn is None:
             return None
         words = turns.words_so_far(turn)
-        if words is None:
-            return self.turn_end.silence_ms(None, self.config.language, self._ep.required_silence_ms())
-        return self.turn_end.silence_ms(
-            words.text.strip(),
-            self.config.language,
-            self._ep.required_silence_ms(),
-            words.end_prob,
-            words.end_alternatives,
-        )
+        return self.turn_end.silence_ms(words, self.config.language, self._ep.required_silence_ms())
 
     def _dispatch(self, event: Any, now: float, *, respond: bool | None = None) -> None:
         floor = self.floor

@@ -60,7 +60,7 @@ from typing import Any
 
 from pipeline import EngineError
 from pipeline.completeness import Completeness, Verdict, judge
-from pipeline.engines.base import PCM, EndOfTurnModel
+from pipeline.engines.base import PCM, EndOfTurnModel, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -364,22 +364,16 @@ class EndOfTurn:
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
         self._sound = None
 
-    def silence_ms(
-        self,
-        text: str | None,
-        language: str,
-        learned_ms: int,
-        end_p: float | None = None,
-        alternatives: tuple[tuple[str, float], ...] = (),
-    ) -> int:
-        """The silence that ends the turn now. `text`: its transcript, None while still decoding;
-        `end_p`, `alternatives`: the decoder's probability of how it ends and the other words it
-        weighed for the last one (`Transcript.end_prob`, `Transcript.end_alternatives`)."""
+    def silence_ms(self, transcript: Transcript | None, language: str, learned_ms: int) -> int:
+        """The silence that ends the turn now. `transcript`: the turn's words so far (with how sure
+        the decoder was of their ending and the other words it weighed for the last one), None
+        while still decoding."""
+        text = None if transcript is None else transcript.text.strip()
         if text is not None and (self._words is None or self._words[0] != text):
             self._words = (text, judge(text, language))
         words = self._words[1] if text is not None and self._words is not None else None
-        if text is None:
-            end_p, alternatives = None, ()
+        end_p = None if transcript is None else transcript.end_prob
+        alternatives = () if transcript is None else transcript.end_alternatives
         if self._heard[0] != alternatives:
             self._heard = (alternatives, unfinished_reading(alternatives, language, self.policy))
         heard = self._heard[1]

@@ -440,7 +440,7 @@ def read_ending(tokenizer: Any, steps: Sequence[tuple[int, int]], logits: Sequen
     if not steps or steps[-1][0] >= len(logits):
         return None
     k = len(steps) - 1
-    while k >= 0 and not _letters(tokenizer.decode([steps[k][1]])):
+    while k >= 0 and not _normalise(tokenizer.decode([steps[k][1]])):
         k -= 1  # closing marks
     if k < 0:
         return None
@@ -450,7 +450,7 @@ def read_ending(tokenizer: Any, steps: Sequence[tuple[int, int]], logits: Sequen
     p = min(_softmax(logits[step])[token] for step, token in steps[start:])
     first = _softmax(logits[steps[start][0]])
     head = [t for _, t in steps[:start]]
-    written = _letters(tokenizer.decode([t for _, t in steps[start : k + 1]])).lower()
+    written = _normalise(tokenizer.decode([t for _, t in steps[start : k + 1]]))
     alternatives: list[tuple[str, float]] = []
     for token in np.argsort(-first)[: END_ALTERNATIVES + 1].tolist():
         word = tokenizer.decode([token]) if token < tokenizer.eot else ""
@@ -458,16 +458,12 @@ def read_ending(tokenizer: Any, steps: Sequence[tuple[int, int]], logits: Sequen
             token == steps[start][1]
             or first[token] < END_ALTERNATIVE_MIN_P
             or not word.startswith(" ")
-            or not _letters(word)
-            or written.startswith(_letters(word).lower())
+            or not _normalise(word)
+            or written.startswith(_normalise(word))
         ):
             continue
         alternatives.append((tokenizer.decode([*head, token]).strip(), round(float(first[token]), 4)))
     return Ending(float(p), tuple(alternatives[:END_ALTERNATIVES]))
-
-
-def _letters(text: str) -> str:
-    return re.sub(r"[\W_]+", "", text)
 
 
 def _softmax(logits: Any) -> np.ndarray:

@@ -46,6 +46,7 @@ def test_pauses_bridged_on_a_doubted_ending_are_counted_from_the_servers_log(
     """The core logs every pause a turn lives through with the wait that bridged it; the benchmark
     counts those bridged on Whisper's doubt in the last word (the log's own lines, as the server
     writes them)."""
+    from pipeline.engines.base import Transcript
     from pipeline.turn_end import EndOfTurn, TurnEndPolicy
 
     def spawn(coro: Any) -> Any:
@@ -55,14 +56,19 @@ def test_pauses_bridged_on_a_doubted_ending_are_counted_from_the_servers_log(
     with caplog.at_level(logging.INFO, logger="pipeline.turn_end"):
         turn_end.begin()
         turn_end.paused(lambda: np.zeros(0, np.int16))
-        turn_end.silence_ms("We use 2.", "en", 700, end_p=0.24)  # finished-looking, doubted
+        turn_end.silence_ms(
+            Transcript("We use 2.", "en", end_prob=0.24), "en", 700
+        )  # finished-looking, doubted
         turn_end.resumed(1200)
-        turn_end.silence_ms("We use 2 grow tomatoes.", "en", 700, end_p=0.9)
+        turn_end.silence_ms(Transcript("We use 2 grow tomatoes.", "en", end_prob=0.9), "en", 700)
         turn_end.resumed(60)  # a gap between words the end of turn was never told of: not a pause
         turn_end.paused(lambda: np.zeros(0, np.int16))
         turn_end.resumed(600)
         turn_end.paused(lambda: np.zeros(0, np.int16))  # "went to them." with "the" weighed
-        turn_end.silence_ms("We went to them.", "en", 700, 0.64, (("We went to the", 0.22),))
+        them = Transcript(
+            "We went to them.", "en", end_prob=0.64, end_alternatives=(("We went to the", 0.22),)
+        )
+        turn_end.silence_ms(them, "en", 700)
         turn_end.resumed(1500)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = tmp_path / "server.log"
