@@ -125,6 +125,28 @@ async def test_a_caller_who_went_on_after_a_finished_pause_gets_more_time(call: 
     assert "went on" in str(last.end_of_turn["end_reason"])
 
 
+async def test_one_short_pause_gone_on_after_teaches_at_least_the_doubt_wait(call: Call) -> None:
+    """The benchmark's caller: "We used to grow tomatoes and peppers | in the garden" went on after
+    600 ms, and the next pause after a whole phrase was 900 ms. One short pause says little about
+    the next: from the first one on, a finished-looking pause of theirs waits at least the doubt
+    wait (1.6 s), not only 1.5x the pause seen (900 ms, which that pause outlasted)."""
+    hears(call, 0.93, lead_ms=100)
+    await call.feed(speech(900))
+    await call.feed(silence(600))  # the turn ends at 350 ms ...
+    await call.feed(speech(900))  # ... and they go on: rejoined
+    await call.feed(silence(600))
+    await call.until(ItemDeleted)
+    assert call.conv.turn_end.patience_ms == 1600
+    await call.until(ResponseDone, 2)
+    stopped = len(call.of(SpeechStopped))
+    await call.feed(speech(900))
+    await call.feed(silence(1200))  # longer than 1.5 x 600 ms: stays inside the turn
+    assert len(call.of(SpeechStopped)) == stopped
+    await call.feed(speech(900))
+    await call.feed(silence(1800))
+    assert len(call.of(SpeechStopped)) == stopped + 1
+
+
 async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(call: Call) -> None:
     """A new turn after they heard our answer is an answer: the next turn still ends quickly."""
     hears(call, 0.93, lead_ms=100)
