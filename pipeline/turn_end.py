@@ -19,12 +19,12 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    finished (the turn was rejoined), they pause mid-thought after whole phrases ("I saw an old
    photo ... of my wedding day"), and no rule on words or sound can tell; from then on no turn of
    theirs that is not plainly unfinished ends before `went_on_factor` x the longest such pause,
-   nor before `doubt_ms` (one pause seen says little of the next), and at most `max_ms`. A
-   pause inside a later turn that only the patience bridged (the table alone would have ended
-   the turn in it) is the same evidence and keeps it; after
-   `PATIENCE_FORGET_TURNS` turns in a row that waited on the patience and were spoken without a
-   pause of `finished_ms` or more inside them, the oldest such pause is forgotten, so a caller who
-   paused so once gets quick answers again. A turn with such a pause (bridged by anything: the
+   nor before `doubt_ms` once that pause was `MID_THOUGHT_MS` or longer (one pause seen says
+   little of the next), and at most `max_ms`. A pause inside a later turn that only the patience
+   bridged (the table alone would have ended the turn in it) is the same evidence and keeps it;
+   after `PATIENCE_FORGET_TURNS` turns in a row that waited on the patience and were spoken
+   without a pause of `finished_ms` or more inside them, the oldest such pause is forgotten, so a
+   caller who paused so once gets quick answers again. A turn with such a pause (bridged by anything: the
    words read unfinished, a doubted ending) shows the caller still pauses mid-thought, and a turn
    of theirs that paused after a whole phrase would have ended in it without the patience.
 
@@ -70,6 +70,10 @@ WENT_ON_HISTORY = 8
 #: Turns in a row that waited on the patience with no pause inside them, before the oldest went-on
 #: pause is forgotten.
 PATIENCE_FORGET_TURNS = 4
+#: A went-on pause this long or longer is a pause mid-thought, not the breath of a comma ("The
+#: weather is lovely today, | isn't it?" went on after 420-480 ms): from such a pause on, the
+#: patience is at least the doubt wait.
+MID_THOUGHT_MS = 500
 #: A remembered pause longer than this is not a pause (a stored value out of range is dropped).
 HABIT_MAX_MS = 10_000
 
@@ -116,7 +120,7 @@ class TurnEndPolicy:
     #: The audio model's probability above which the sound says "finished".
     audio_threshold: float = 0.5
     #: Patience: a caller who went on after a finished-looking pause of P ms gets this x P (at
-    #: least `doubt_ms`).
+    #: least `doubt_ms` when P is a pause mid-thought, `MID_THOUGHT_MS` or longer).
     went_on_factor: float = 1.5
     #: The decoder's probability of the transcript's ending below which finished-looking words are
     #: doubted (0: never; calibrated per language by the caller of this module).
@@ -295,9 +299,13 @@ class EndOfTurn:
             return 0
         # One pause seen says little of the next (the benchmark's caller went on after 580 ms, then
         # paused 900 ms after a whole clause): a caller who pauses mid-thought makes each of their
-        # finished-looking pauses doubtful, so they wait at least what a doubt waits.
-        longest = self.policy.went_on_factor * max(self.went_on_after)
-        return min(int(max(longest, self.policy.doubt_ms)), self.policy.max_ms)
+        # finished-looking pauses doubtful, so they wait at least what a doubt waits. A comma's
+        # breath is not such a pause: it alone would make the next turns wait 1.6 s for nothing.
+        longest = max(self.went_on_after)
+        patience = self.policy.went_on_factor * longest
+        if longest >= MID_THOUGHT_MS:
+            patience = max(patience, self.policy.doubt_ms)
+        return min(int(patience), self.policy.max_ms)
 
     def went_on(self, pause_ms: int, ended: Mapping[str, float | str]) -> None:
         """The caller carried on `pause_ms` after a turn we had ended (`ended`: that turn's stored

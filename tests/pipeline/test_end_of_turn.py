@@ -147,6 +147,23 @@ async def test_one_short_pause_gone_on_after_teaches_at_least_the_doubt_wait(cal
     assert len(call.of(SpeechStopped)) == stopped + 1
 
 
+async def test_a_commas_breath_gone_on_after_teaches_only_its_own_patience(call: Call) -> None:
+    """ "The weather is lovely today, | isn't it?" went on after a 420 ms breath: not a pause
+    mid-thought, so the next finished turn waits 1.5x that (630 ms), not the doubt wait."""
+    hears(call, 0.93, lead_ms=100)
+    await call.feed(speech(900))
+    await call.feed(silence(420))  # the turn ends at 350 ms ...
+    await call.feed(speech(600))  # ... and they go on: rejoined
+    await call.feed(silence(600))
+    await call.until(ItemDeleted)
+    assert call.conv.turn_end.patience_ms == 630
+    await call.until(ResponseDone, 2)
+    stopped = len(call.of(SpeechStopped))
+    await call.feed(speech(900))
+    await call.feed(silence(800))
+    assert len(call.of(SpeechStopped)) == stopped + 1
+
+
 async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(call: Call) -> None:
     """A new turn after they heard our answer is an answer: the next turn still ends quickly."""
     hears(call, 0.93, lead_ms=100)
