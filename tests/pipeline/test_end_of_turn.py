@@ -130,14 +130,8 @@ async def test_one_short_pause_gone_on_after_teaches_at_least_the_doubt_wait(cal
     600 ms, and the next pause after a whole phrase was 900 ms. One short pause says little about
     the next: from the first one on, a finished-looking pause of theirs waits at least the doubt
     wait (1.6 s), not only 1.5x the pause seen (900 ms, which that pause outlasted)."""
-    hears(call, 0.93, lead_ms=100)
-    await call.feed(speech(900))
-    await call.feed(silence(600))  # the turn ends at 350 ms ...
-    await call.feed(speech(900))  # ... and they go on: rejoined
-    await call.feed(silence(600))
-    await call.until(ItemDeleted)
+    await _went_on_once(call, pause_ms=600)
     assert call.conv.turn_end.patience_ms == 1600
-    await call.until(ResponseDone, 2)
     stopped = len(call.of(SpeechStopped))
     await call.feed(speech(900))
     await call.feed(silence(1200))  # longer than 1.5 x 600 ms: stays inside the turn
@@ -150,14 +144,8 @@ async def test_one_short_pause_gone_on_after_teaches_at_least_the_doubt_wait(cal
 async def test_a_commas_breath_gone_on_after_teaches_only_its_own_patience(call: Call) -> None:
     """ "The weather is lovely today, | isn't it?" went on after a 420 ms breath: not a pause
     mid-thought, so the next finished turn waits 1.5x that (630 ms), not the doubt wait."""
-    hears(call, 0.93, lead_ms=100)
-    await call.feed(speech(900))
-    await call.feed(silence(420))  # the turn ends at 350 ms ...
-    await call.feed(speech(600))  # ... and they go on: rejoined
-    await call.feed(silence(600))
-    await call.until(ItemDeleted)
+    await _went_on_once(call, pause_ms=420)
     assert call.conv.turn_end.patience_ms == 630
-    await call.until(ResponseDone, 2)
     stopped = len(call.of(SpeechStopped))
     await call.feed(speech(900))
     await call.feed(silence(800))
@@ -195,11 +183,12 @@ async def test_the_sound_is_judged_only_when_it_can_matter(call: Call) -> None:
     assert call.engines.turn.heard_s[0] <= turn_s + 0.3
 
 
-async def _went_on_once(call: Call) -> None:
-    """A 1 s pause after a whole phrase ends the turn, they go on: patience ~1.5 s."""
+async def _went_on_once(call: Call, pause_ms: int = 1000) -> None:
+    """A pause after a whole phrase ends the turn (at 350 ms), they go on: rejoined, and they hear
+    our answer out. A 1 s pause teaches a patience of ~1.5 s."""
     hears(call, 0.93, lead_ms=100)
     await call.feed(speech(900))
-    await call.feed(silence(1000))
+    await call.feed(silence(pause_ms))
     await call.feed(speech(900))
     await call.feed(silence(600))
     await call.until(ItemDeleted)
