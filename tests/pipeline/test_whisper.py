@@ -119,15 +119,22 @@ async def test_many_utterance_lengths_keep_compiled_kernels_bounded(
 )
 async def test_how_sure_whisper_is_of_the_ending(whisper: WhisperSTT, text: str, finished: bool) -> None:
     """Whisper's probability of how its text ends (`end_prob`: the last word, the closing mark)
-    stays above the English threshold (0.55) on whole sentences and falls below it where the
-    speaker stopped mid-sentence, also when the words it wrote read finished ("We used to" ->
-    "We use 2.")."""
+    stays above the English threshold (0.55) on whole sentences, and falls below it where the
+    speaker stopped mid-sentence but the words it wrote read finished ("We used to" -> "We use
+    2."). Where the words it wrote read unfinished they hold the turn by themselves and the
+    ending is not asked: "The doctor told me that I" came at 0.79 on one AMD EPYC host and under
+    0.55 on others (which ending it is sure of is the CPU's int8 kernels' call)."""
+    from pipeline.completeness import Completeness, judge
     from server.settings import Settings
 
     threshold = Settings().realtime_end_word_p["en"]
     transcript = await whisper.transcribe(piper_said(text), language="en")
     assert transcript.text and transcript.end_prob is not None and 0.0 < transcript.end_prob <= 1.0
-    assert (transcript.end_prob >= threshold) is finished, (transcript.text, transcript.end_prob)
+    seen = (transcript.text, transcript.end_prob)
+    if finished:
+        assert transcript.end_prob >= threshold, seen
+    elif judge(transcript.text, "en").state is Completeness.COMPLETE:
+        assert transcript.end_prob < threshold, seen
 
 
 @pytest.mark.parametrize(
