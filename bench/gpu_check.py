@@ -40,7 +40,10 @@ from pipeline.engines.base import Transcript
 
 WINDOW_FRAMES = 1000  # the tier's minimum fitted window (10 s)
 STEPS = 20
-MAX_BATCH = 64  # the tier's STT batch cap (`INFERENCE_STT_MAX_BATCH`)
+#: The largest batch the check lets form. The tier caps its batches at
+#: `INFERENCE_STT_MAX_BATCH_SIZE` (8 by default, sized for the CPU); a GPU replica would raise it.
+MAX_BATCH = 64
+SILENT = np.zeros(16000 * 3, np.int16)  # what is decoded: the work does not depend on it (fixed window)
 LABELS = Path(__file__).resolve().parent / "labels.json"
 TELEPHONE = "osr_us_000_0034_8k.wav"
 # One caller, as `bench load` plays it and the gateway asks the tier (`SttStream`, `EndOfTurn`):
@@ -175,21 +178,20 @@ async def caller(
     word; then listens to the reply (the fake LLM's first token, then the reply's audio) and says
     the next sentence.
     """
-    audio = np.zeros(16000 * 3, np.int16)  # the decoder's work does not depend on it (fixed window)
     await asyncio.sleep(random.random() * RAMP_S)
     for length in itertools.cycle(random.sample(lengths, len(lengths))):
         start = time.monotonic()
         while (spoken := time.monotonic() - start) < length - PARTIAL_EVERY_S:
             await asyncio.sleep(max(0.0, PARTIAL_EVERY_S - (spoken % PARTIAL_EVERY_S)))
             t = time.monotonic()
-            (result,) = await scheduler.submit([Job(audio, "en", None, True, t)], final=False)
+            (result,) = await scheduler.submit([Job(SILENT, "en", None, True, t)], final=False)
             if t >= counted:
                 counts.add(counts.partials_ms, t, result)
         await asyncio.sleep(max(0.0, start + length + END_S - time.monotonic()))
         t = time.monotonic()
         if t > until:
             return
-        (result,) = await scheduler.submit([Job(audio, "en", None, False, t)], final=True)
+        (result,) = await scheduler.submit([Job(SILENT, "en", None, False, t)], final=True)
         if t >= counted:
             counts.add(counts.finals_ms, t, result)
         await asyncio.sleep(LLM_S + REPLY_S)
@@ -203,9 +205,8 @@ async def count_callers(decoder: Decoder, ns: tuple[int, ...], seconds: float) -
     of this check built a scheduler, and so a thread, per count, and its p95s reached 2-3 s.
     """
     scheduler = BatchScheduler(decoder.jobs, max_batch=MAX_BATCH, stale_s=60.0)
-    audio = np.zeros(16000 * 3, np.int16)
     for b in range(1, min(MAX_BATCH, max(ns)) + 1):
-        await scheduler.submit([Job(audio, "en", None, False, time.monotonic())] * b, final=True)
+        await scheduler.submit([Job(SILENT, "en", None, False, time.monotonic())] * b, final=True)
     gc.collect()
     gc.freeze()  # the long-lived model objects out of the collector's way while counting
     lengths = sentences_s()
@@ -231,6 +232,9 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script out")
     args = parser.parse_args()
+    cycle_s = max(sentences_s()) + END_S + LLM_S + REPLY_S
+    if args.seconds < 2 * cycle_s:  # else a count may see no final at all
+        parser.error(f"--seconds must be at least {2 * cycle_s:.0f}: two of a caller's turns")
     import torch
 
     ns = tuple(int(n) for n in args.callers.split(","))

@@ -24,9 +24,10 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    bridged (the table alone would have ended the turn in it) is the same evidence and keeps it;
    after `PATIENCE_FORGET_TURNS` turns in a row that waited on the patience and were spoken
    without a pause of `finished_ms` or more inside them, the oldest such pause is forgotten, so a
-   caller who paused so once gets quick answers again. A turn with such a pause (bridged by anything: the
-   words read unfinished, a doubted ending) shows the caller still pauses mid-thought, and a turn
-   of theirs that paused after a whole phrase would have ended in it without the patience.
+   caller who paused so once gets quick answers again. A turn with such a pause (bridged by
+   anything: the words read unfinished, a doubted ending) shows the caller still pauses
+   mid-thought, and a turn of theirs that paused after a whole phrase would have ended in it
+   without the patience.
 
 The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
 waiting too long after a finished sentence is the second worst)::

@@ -56,9 +56,8 @@ def test_pauses_bridged_on_a_doubted_ending_are_counted_from_the_servers_log(
     with caplog.at_level(logging.INFO, logger="pipeline.turn_end"):
         turn_end.begin()
         turn_end.paused(lambda: np.zeros(0, np.int16))
-        turn_end.silence_ms(
-            Transcript("We use 2.", "en", end_prob=0.24), "en", 700
-        )  # finished-looking, doubted
+        doubted = Transcript("We use 2.", "en", end_prob=0.24)  # finished-looking, doubted
+        turn_end.silence_ms(doubted, "en", 700)
         turn_end.resumed(1200)
         turn_end.silence_ms(Transcript("We use 2 grow tomatoes.", "en", end_prob=0.9), "en", 700)
         turn_end.resumed(60)  # a gap between words the end of turn was never told of: not a pause

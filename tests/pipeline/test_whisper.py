@@ -133,8 +133,9 @@ async def test_how_sure_whisper_is_of_the_ending(whisper: WhisperSTT, text: str,
     seen = (transcript.text, transcript.end_prob)
     if finished:
         assert transcript.end_prob >= threshold, seen
-    elif judge(transcript.text, "en").state is Completeness.COMPLETE:
-        assert transcript.end_prob < threshold, seen
+    else:  # the fragment is held by its words, or else by the doubted ending
+        words_hold = judge(transcript.text, "en").state is not Completeness.COMPLETE
+        assert words_hold or transcript.end_prob < threshold, seen
 
 
 @pytest.mark.parametrize(
