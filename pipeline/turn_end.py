@@ -27,7 +27,11 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    caller who paused so once gets quick answers again. A turn with such a pause (bridged by
    anything: the words read unfinished, a doubted ending) shows the caller still pauses
    mid-thought, and a turn of theirs that paused after a whole phrase would have ended in it
-   without the patience.
+   without the patience. Within a turn the same holds from its first pause mid-thought (one of
+   `MID_THOUGHT_MS` or longer that the caller went on from, whatever bridged it): the rest of that
+   turn waits the patience such a pause teaches ("We used to | grow tomatoes and peppers | in the
+   garden": after the 1.8 s pause, the 600 ms one after a whole phrase is not the end), and the
+   next turn starts without it.
 
 The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
 waiting too long after a finished sentence is the second worst)::
@@ -45,7 +49,8 @@ waiting too long after a finished sentence is the second worst)::
     unsure       finished           learned
     unsure       unfinished / none  max(learned, doubt_ms)
 
-and every row but the first two waits at least the caller's patience (0 until they went on).
+and every row but the first two waits at least the patience (0 until the caller went on after a
+finished-looking pause, or paused mid-thought earlier in this turn).
 
 Each `Decision` carries its inputs and a reason, so the core can log it and store it with the
 turn's timings: a wrong decision can be understood afterwards.
@@ -292,17 +297,21 @@ class EndOfTurn:
         self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
         self._unneeded = 0  # turns in a row that waited on the patience without needing it
         self._paused_inside = False  # this turn lived through a pause that could have ended it
+        #: The longest pause mid-thought (`MID_THOUGHT_MS` or more) this turn went on from, 0: none.
+        self._mid_thought_ms = 0
 
     @property
     def patience_ms(self) -> int:
-        """The least silence that ends a turn of this caller's that is not plainly unfinished."""
-        if not self.went_on_after:
+        """The least silence that ends this turn, if it is not plainly unfinished: what this
+        caller's went-on pauses taught, or this turn's own pause mid-thought, whichever is longer."""
+        longest = max(self.went_on_after, default=0)
+        if not longest and not self._mid_thought_ms:
             return 0
         # One pause seen says little of the next (the benchmark's caller went on after 580 ms, then
         # paused 900 ms after a whole clause): a caller who pauses mid-thought makes each of their
         # finished-looking pauses doubtful, so they wait at least what a doubt waits. A comma's
         # breath is not such a pause: it alone would make the next turns wait 1.6 s for nothing.
-        longest = max(self.went_on_after)
+        longest = max(longest, self._mid_thought_ms)
         patience = self.policy.went_on_factor * longest
         if longest >= MID_THOUGHT_MS:
             patience = max(patience, self.policy.doubt_ms)
@@ -345,7 +354,7 @@ class EndOfTurn:
         self.resumed()
         self._words, self.decision, self._key = None, None, None
         self._heard = ((), None)
-        self._paused_inside = False
+        self._paused_inside, self._mid_thought_ms = False, 0
 
     @property
     def pausing(self) -> bool:
@@ -374,6 +383,8 @@ class EndOfTurn:
             self._learn(pause_ms, "a pause inside a turn")
         if pause_ms is not None and pause_ms >= self.policy.finished_ms:
             self._paused_inside = True
+        if pause_ms is not None and pause_ms >= MID_THOUGHT_MS and self.pausing:
+            self._mid_thought_ms = max(self._mid_thought_ms, pause_ms)
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None

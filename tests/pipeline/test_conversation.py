@@ -100,7 +100,8 @@ async def test_speculative_reply_discarded_when_caller_goes_on(call: Call) -> No
 
 
 async def test_slow_speaker_mid_sentence_pause_keeps_the_turn(call: Call) -> None:
-    """After 650 ms pauses, the speaker's 900 ms mid-sentence pause does not end the turn."""
+    """After 650 ms pauses, the speaker's 900 ms mid-sentence pause does not end the turn; the end
+    of a turn paused in so often waits at least the doubt wait (1.6 s)."""
     for _ in range(3):
         await call.feed(speech(700))
         await call.feed(silence(650))
@@ -108,7 +109,7 @@ async def test_slow_speaker_mid_sentence_pause_keeps_the_turn(call: Call) -> Non
     await call.feed(silence(900))
     await call.feed(speech(700))
     assert call.of(SpeechStopped) == []
-    await call.feed(silence(1500))
+    await call.feed(silence(1800))
     await call.until(ResponseDone)
     assert len(call.of(SpeechStopped)) == 1 and len(call.of(InputCommitted)) == 1
 

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from pipeline.engines.base import PCM
 from pipeline.events import ItemDeleted, ReplyAudio, ResponseDone, ResponseStarted, SpeechStopped
 from pipeline.scheduler import EngineScheduler, Priority
 from pipeline.turn_end import SpeakerHabits
-from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech, words
+from tests.pipeline.callkit import Call, FakeTurnModel, silence, speech, voiced_seconds, words
 
 
 @pytest.fixture
@@ -150,6 +151,57 @@ async def test_a_commas_breath_gone_on_after_teaches_only_its_own_patience(call:
     await call.feed(speech(900))
     await call.feed(silence(800))
     assert len(call.of(SpeechStopped)) == stopped + 1
+
+
+def garden(audio: PCM) -> str:
+    """ "We used to | grow tomatoes and peppers | in the garden.", as far as it has been said (0.9 s
+    of speech a part)."""
+    said = voiced_seconds(audio)
+    if said < 0.3:
+        return ""
+    parts = ("We used to.", "We used to grow tomatoes and peppers.", "... peppers in the garden.")
+    return parts[max(1, min(round(said / 0.9), 3)) - 1]
+
+
+async def test_a_pause_mid_thought_makes_the_rest_of_its_turn_wait(call: Call) -> None:
+    """The benchmark's "We used to | grow tomatoes and peppers | in the garden.": the 1.8 s pause
+    after "used to" stays inside the turn by the words; then the caller paused 600 ms after a whole
+    phrase that words and sound read finished, and the turn ended there (a wrong cut-off). Having
+    paused mid-thought in this turn, they may again before it is over: its later finished-looking
+    pauses wait the patience that pause teaches (1.5 x 1.8 s, at most 2.5 s)."""
+    hears(call, 0.93)
+    call.engines.stt.text_fn = garden
+    await call.feed(speech(900))
+    await call.feed(silence(1800))  # "We used to." reads unfinished
+    await call.feed(speech(900))
+    await call.feed(silence(600))  # "... tomatoes and peppers." reads finished, and sounds it
+    assert not call.of(SpeechStopped)
+    await call.feed(speech(900))
+    await call.feed(silence(2400))
+    assert not call.of(SpeechStopped)
+    await call.feed(silence(200))
+    assert len(call.of(SpeechStopped)) == 1 and ended_at(call) == [2500.0]
+    # The 600 ms pause after a whole phrase, which the table alone would have ended the turn in,
+    # is what a went-on pause teaches the call; the 1.8 s one the words bridged is not.
+    assert 580 <= max(call.conv.turn_end.went_on_after) <= 620
+    assert len(call.conv.turn_end.went_on_after) == 1
+
+
+async def test_a_pause_mid_thought_teaches_only_its_own_turn(call: Call) -> None:
+    """A pause the words bridged ("We used to. | grow tomatoes and peppers.") leaves the next turn as
+    quick as ever: a pause inside a turn says how that turn goes on, not how the caller ends."""
+    hears(call, 0.93)
+    call.engines.stt.text_fn = garden
+    await call.feed(speech(900))
+    await call.feed(silence(1800))
+    await call.feed(speech(900))
+    await call.feed(silence(2600))
+    await call.until(ResponseDone)
+    call.engines.stt.text_fn = words
+    await call.feed(speech(900))
+    await call.feed(silence(420))
+    assert len(call.of(SpeechStopped)) == 2 and ended_at(call)[-1] == 350.0
+    assert call.conv.turn_end.patience_ms == 0
 
 
 async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(call: Call) -> None:
