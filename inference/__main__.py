@@ -15,6 +15,7 @@ import signal
 import threading
 from types import FrameType
 
+from inference import prefer_serve_loop
 from server.settings import Settings
 
 log = logging.getLogger("inference")
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("signal %d: shutting down", signum)
         stop.set()
 
+    prefer_serve_loop()
     try:
         import ray
         from ray import serve

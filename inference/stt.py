@@ -62,11 +62,11 @@ class STTDeployment:
         return {"device": self.engine.device, "compute_type": self.engine.compute_type}
 
     # Groups go on to the scheduler at once (several "concurrent batches"), where they merge.
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, max_concurrent_batches=8)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0, max_concurrent_batches=8)
     async def _finals(self, jobs: list[Job]) -> list[dict[str, Any]]:
         return await self._scheduler.submit(jobs, final=True)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, max_concurrent_batches=8)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0, max_concurrent_batches=8)
     async def _partials(self, jobs: list[Job]) -> list[dict[str, Any]]:
         return await self._scheduler.submit(jobs, final=False)
 

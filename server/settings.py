@@ -190,9 +190,11 @@ class Settings(BaseSettings):
     inference_stt_max_replicas: int = 0
     inference_stt_num_cpus: float = 1.0
     inference_stt_num_gpus: float = 0.0
-    # Requests decoded together, and how long a batch waits for company once one request is in.
+    # Requests decoded together, and how long a batch waits for company once one request is in:
+    # none by default, as requests that arrive while the model is busy merge into the next batch
+    # anyway (`inference.batching`); a wait only delays a request that finds the model idle.
     inference_stt_max_batch_size: int = 8
-    inference_stt_batch_wait_s: float = 0.01
+    inference_stt_batch_wait_s: float = Field(default=0.0, ge=0.0, le=1.0)
     # A partial that waited longer than this is not decoded (its caller has spoken on since).
     inference_stt_partial_stale_s: float = 1.0
     inference_tts_replicas: int = 1

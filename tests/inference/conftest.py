@@ -49,6 +49,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
     import ray
     from ray import serve
 
+    from inference import prefer_serve_loop
     from inference.app import build
     from pipeline.engines.assemble import assemble
 
@@ -66,6 +67,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
         inference_stt_max_batch_size=8,
         inference_stt_batch_wait_s=0.05,
     )
+    prefer_serve_loop()  # as `python -m inference` serves it
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = free_port()
     try:
