@@ -6,7 +6,11 @@ Inputs (all deterministic):
 - sentences with one or two pauses of 0.6-1.8 s at word boundaries, many right after a function
   word ("My late husband and I used to | walk along the river ..."). Each part is synthesised on
   its own without closing punctuation, so it does not sound finished, and joined with silence;
-- the ten telephone sentences and JFK (two 1 s pauses mid-sentence) from the fixtures.
+- the ten telephone sentences and JFK (two 1 s pauses mid-sentence) from the fixtures;
+- a pausing caller: a third caller alternates the paused sentences with the complete ones (the
+  first caller says all of its complete sentences before any paused one, so nothing it learns
+  from its pauses can make those wait). Reported apart: what waiting for a caller who pauses
+  mid-thought costs their finished sentences.
 
 Each utterance is streamed at real-time pace into a real server (real Whisper and Piper, the fake
 Gemini at 300 ms to first token), as `bench v2v` does. Reported:
@@ -25,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +147,18 @@ def _turn(name: str, text: str, clips: list[np.ndarray], pauses: list[float], ra
     return Turn(name, text, pcm, round(label, 3))
 
 
+def pausing_caller(synthetic: list[Utterance]) -> list[Utterance]:
+    """The paused utterances (first variants) and the complete ones, alternating, as one caller
+    says them: renamed `mixed-...`, so they are told apart from the first caller's."""
+    paused = [u for u in synthetic if u.pauses and u.turn.name.endswith("a")]
+    done = [u for u in synthetic if not u.pauses]
+    out: list[Utterance] = []
+    for p, d in zip(paused, done, strict=False):
+        for u in (p, d):
+            out.append(replace(u, turn=replace(u.turn, name=f"mixed-{u.turn.name}")))
+    return out
+
+
 def korean_text_rule() -> dict[str, Any]:
     """The completeness rule over the labelled Korean transcripts: how many it gets right."""
     from pipeline.completeness import Completeness, judge
@@ -152,6 +168,21 @@ def korean_text_rule() -> dict[str, Any]:
     wrong += [t for t in data["cut"] if judge(t, "ko").state is not Completeness.INCOMPLETE]
     total = len(data["complete"]) + len(data["cut"])
     return {"transcripts": total, "right": total - len(wrong), "wrong": wrong}
+
+
+def pausing_summary(mixed: list[Utterance], results: dict[str, TurnResult]) -> dict[str, Any]:
+    """The pausing caller's wrong cut-offs, and their complete sentences' late ends and timings."""
+    paused = [results[u.turn.name] for u in mixed if u.pauses]
+    done = [results[u.turn.name] for u in mixed if not u.pauses]
+    return {
+        "paused": len(paused),
+        "wrong_cutoffs": sum(wrong_cutoff(r) for r in paused),
+        "cut_off": [r.name for r in paused if wrong_cutoff(r)],
+        "complete": len(done),
+        "late_ends": [r.name for r in done if r.endpoint_ms is None or r.endpoint_ms > LATE_MS],
+        "v2v_ms": report.summary(r.v2v_ms for r in done),
+        "endpoint_ms": report.summary(r.endpoint_ms for r in done),
+    }
 
 
 def wrong_cutoff(r: TurnResult) -> bool:
@@ -178,10 +209,15 @@ def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dic
     comparisons of settings side by side (about 4 minutes)."""
     synthetic = utterances(quick)
     fixtures = [] if quick else inputs.fixture_turns()
+    mixed = pausing_caller(synthetic)
     if complete:
-        synthetic = [u for u in synthetic if not u.pauses]
+        synthetic, mixed = [u for u in synthetic if not u.pauses], []
         fixtures = [t for t in fixtures if not t.name.startswith("jfk")]
-    groups = {"synthetic": [u.turn for u in synthetic], "fixtures": fixtures}
+    groups = {
+        "synthetic": [u.turn for u in synthetic],
+        "fixtures": fixtures,
+        "mixed": [u.turn for u in mixed],
+    }
     # At "info" the server logs each end-of-turn decision with its inputs (words, sound, patience).
     results = {r.name: r for r in serve_calls("endpointing", groups, ttft_s, log_level="info")}
 
@@ -205,6 +241,15 @@ def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dic
         f"v2v p50 {report.fmt(v2v['p50'])} p95 {report.fmt(v2v['p95'])} ms; "
         f"endpointing wait p50 {report.fmt(endpoint['p50'])} ms"
     )
+    pausing = pausing_summary(mixed, results)
+    if mixed:
+        print(
+            f"a pausing caller ({len(mixed)} turns, paused and complete alternating): wrong cut-offs "
+            f"{pausing['wrong_cutoffs']} of {pausing['paused']} paused {pausing['cut_off']}; complete "
+            f"sentences' late ends {len(pausing['late_ends'])} of {pausing['complete']}, v2v p50 "
+            f"{report.fmt(pausing['v2v_ms']['p50'])} p95 {report.fmt(pausing['v2v_ms']['p95'])} ms, "
+            f"endpointing wait p50 {report.fmt(pausing['endpoint_ms']['p50'])} ms"
+        )
     bridged = bridged_pauses(RESULTS / "endpointing.server.log")
     print(
         f"pauses inside turns: {bridged['pauses']}; bridged on a doubted last word: "
@@ -221,6 +266,7 @@ def run(ttft_s: float = 0.3, quick: bool = False, complete: bool = False) -> dic
         "complete_v2v_ms": v2v,
         "complete_endpoint_ms": endpoint,
         "korean_text_rule": korean,
+        "pausing_caller": pausing,
         "bridged_pauses": bridged,
         "utterances": [
             {"name": u.turn.name, "text": u.turn.text, "pauses_s": u.pauses, "length_scale": u.scale}

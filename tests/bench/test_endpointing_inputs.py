@@ -34,6 +34,21 @@ def test_paused_utterances_hold_their_pauses_and_end_at_the_label() -> None:
         assert np.abs(tail).max() < 100
 
 
+def test_the_pausing_caller_alternates_paused_and_complete_sentences() -> None:
+    """The third caller says a paused sentence, then a complete one, and so on; its turns have
+    names of their own (results are keyed by name) and the same audio."""
+    utterances = endpointing.utterances(quick=True)
+    mixed = endpointing.pausing_caller(utterances)
+    assert len(mixed) >= 4
+    assert [bool(u.pauses) for u in mixed] == [True, False] * (len(mixed) // 2)
+    names = {u.turn.name for u in utterances}
+    assert all(u.turn.name.startswith("mixed-") and u.turn.name not in names for u in mixed)
+    originals = {u.turn.name: u for u in utterances}
+    for u in mixed:
+        original = originals[u.turn.name.removeprefix("mixed-")]
+        assert np.array_equal(u.turn.pcm, original.turn.pcm) and u.pauses == original.pauses
+
+
 def test_the_korean_text_rule_is_scored() -> None:
     """The benchmark reports the text rule over every labelled Korean transcript."""
     result = endpointing.korean_text_rule()
