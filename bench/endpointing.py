@@ -1,6 +1,7 @@
 """End of turn for older speakers: wrong cut-offs, late ends, and voice-to-voice on finished sentences.
 
-Inputs (all deterministic):
+Inputs (the same texts, pauses and length scales every run; Piper samples its durations, so its
+audio differs a little from run to run: "lovely today, | isn't it?" took 420-600 ms for its comma):
 
 - complete sentences spoken by Piper at length scales 1.0-1.4 (slow speech);
 - sentences with one or two pauses of 0.6-1.8 s at word boundaries, many right after a function
