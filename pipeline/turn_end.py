@@ -304,14 +304,13 @@ class EndOfTurn:
     def patience_ms(self) -> int:
         """The least silence that ends this turn, if it is not plainly unfinished: what this
         caller's went-on pauses taught, or this turn's own pause mid-thought, whichever is longer."""
-        longest = max(self.went_on_after, default=0)
-        if not longest and not self._mid_thought_ms:
+        longest = max([self._mid_thought_ms, *self.went_on_after])
+        if not longest:
             return 0
         # One pause seen says little of the next (the benchmark's caller went on after 580 ms, then
         # paused 900 ms after a whole clause): a caller who pauses mid-thought makes each of their
         # finished-looking pauses doubtful, so they wait at least what a doubt waits. A comma's
         # breath is not such a pause: it alone would make the next turns wait 1.6 s for nothing.
-        longest = max(longest, self._mid_thought_ms)
         patience = self.policy.went_on_factor * longest
         if longest >= MID_THOUGHT_MS:
             patience = max(patience, self.policy.doubt_ms)
