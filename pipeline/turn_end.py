@@ -30,8 +30,13 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    without the patience. Within a turn the same holds from its first pause mid-thought (one of
    `MID_THOUGHT_MS` or longer that the caller went on from, whatever bridged it): the rest of that
    turn waits the patience such a pause teaches ("We used to | grow tomatoes and peppers | in the
-   garden": after the 1.8 s pause, the 600 ms one after a whole phrase is not the end), and the
-   next turn starts without it.
+   garden": after the 1.8 s pause, the 600 ms one after a whole phrase is not the end). Where
+   the words at that pause read unfinished (they stopped mid-phrase: "My late husband and I used
+   to | walk ..."), it teaches the call a patience of the doubt wait, whatever its length: a
+   caller who stops mid-phrase will again, and at such a pause Whisper sometimes writes a
+   confident whole sentence ("Yesterday I went to the | market" as "Yesterday I went to them.",
+   its ending at 0.58-0.76) that neither the words nor the sound can doubt. A comma's breath
+   after a whole clause ("lovely today, | isn't it?") teaches only its own turn.
 
 The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
 waiting too long after a finished sentence is the second worst)::
@@ -50,7 +55,7 @@ waiting too long after a finished sentence is the second worst)::
     unsure       unfinished / none  max(learned, doubt_ms)
 
 and every row but the first two waits at least the patience (0 until the caller went on after a
-finished-looking pause, or paused mid-thought earlier in this turn).
+finished-looking pause or stopped mid-phrase, or paused mid-thought earlier in this turn).
 
 Each `Decision` carries its inputs and a reason, so the core can log it and store it with the
 turn's timings: a wrong decision can be understood afterwards.
@@ -90,7 +95,8 @@ class SpeakerHabits:
 
     `pauses_ms`: their pauses inside turns (and quick restarts after a turn we ended), which set the
     learned silence (`Endpointer.pauses`); `went_on_ms`: the pauses after which they went on
-    although the words read finished, which set their patience (`EndOfTurn.went_on_after`). Both
+    although the words read finished, or where they stopped mid-phrase, which set their patience
+    (`EndOfTurn.went_on_after`). Both
     keep learning, and forgetting, in the next call as in this one.
     """
 
@@ -293,7 +299,8 @@ class EndOfTurn:
         #: The sound as the pause began, until the model is asked about it.
         self._sound: PCM | None = None
         self._key: tuple[Any, ...] | None = None
-        #: Pauses (ms) after which this caller went on although the turn had ended as finished.
+        #: Pauses (ms) after which this caller went on although the turn had ended as finished, or
+        #: that only the patience bridged, or where they stopped mid-phrase: they set the patience.
         self.went_on_after: deque[int] = deque(maxlen=WENT_ON_HISTORY)
         self._unneeded = 0  # turns in a row that waited on the patience without needing it
         self._paused_inside = False  # this turn lived through a pause that could have ended it
@@ -327,7 +334,7 @@ class EndOfTurn:
         if words in (None, Completeness.INCOMPLETE.value) or not isinstance(silence, float):
             return
         if pause_ms >= silence:  # else they started within the silence we required: not cut
-            self._learn(pause_ms, "a pause that ended a turn")
+            self._learn(pause_ms, f"a pause that ended a turn ({pause_ms} ms)")
 
     def ended(self, decision: Decision) -> None:
         """A turn ended on `decision`: one that waited on the patience and was spoken without a
@@ -346,7 +353,7 @@ class EndOfTurn:
     def _learn(self, pause_ms: int, what: str) -> None:
         self.went_on_after.append(pause_ms)
         self._unneeded = 0
-        log.info("the caller went on after %s (%d ms): patience %d ms", what, pause_ms, self.patience_ms)
+        log.info("the caller went on after %s: patience %d ms", what, self.patience_ms)
 
     def begin(self) -> None:
         """A new turn: forget the last one's signals."""
@@ -379,11 +386,23 @@ class EndOfTurn:
             # ended one.
             log.info("a pause of %d ms inside the turn (wait %d ms: %s)", pause_ms, d.silence_ms, d.reason)
         if pause_ms is not None and d is not None and d.by_patience and d.table_ms <= pause_ms:
-            self._learn(pause_ms, "a pause inside a turn")
+            self._learn(pause_ms, f"a pause inside a turn ({pause_ms} ms)")
         if pause_ms is not None and pause_ms >= self.policy.finished_ms:
             self._paused_inside = True
         if pause_ms is not None and pause_ms >= MID_THOUGHT_MS and self.pausing:
             self._mid_thought_ms = max(self._mid_thought_ms, pause_ms)
+            if (
+                d is not None
+                and d.words is Completeness.INCOMPLETE
+                and max(self.went_on_after, default=0) < MID_THOUGHT_MS
+            ):
+                # They stopped mid-phrase ("My late husband and I used to | walk"): a caller who does
+                # will again, and Whisper may then write a confident whole sentence ("Yesterday I went
+                # to the | market" as "... went to them.") that no rule can doubt. Remembered as the
+                # shortest pause mid-thought: it teaches that they pause so (the doubt wait), not for
+                # how long, and once is enough (while they keep pausing the patience is kept). A
+                # comma's breath after a whole clause teaches only its own turn.
+                self._learn(MID_THOUGHT_MS, f"stopping mid-phrase ({pause_ms} ms)")
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task, self._audio_p, self._paused_at, self._audio = None, None, None, None
