@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL := models/whisper-base/model.bin
 
-.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-load bench-endpointing bench-soak bench-messages bench-v2v-tool lint setup models migrate clean browser run-cluster haproxy
+.PHONY: run test bench bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-load bench-endpointing bench-tier bench-soak bench-messages bench-v2v-tool lint setup models migrate clean browser run-cluster haproxy
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,8 +55,9 @@ bench: setup
 	$(PY) -m bench all
 
 # One benchmark each: make bench-v2v | bench-floor | bench-bargein | bench-calls | bench-rest | bench-fuzz
-# | bench-messages | bench-endpointing | bench-soak (20 minutes of calls plus warm-up; SOAK_ARGS="--minutes 3" for less)
-bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-messages bench-endpointing bench-soak: setup
+# | bench-messages | bench-endpointing | bench-tier (the inference tier asked alone, path by path)
+# | bench-soak (20 minutes of calls plus warm-up; SOAK_ARGS="--minutes 3" for less)
+bench-v2v bench-floor bench-bargein bench-calls bench-rest bench-fuzz bench-messages bench-endpointing bench-tier bench-soak: setup
 	$(PY) -m bench $(@:bench-%=%) $(if $(filter bench-soak,$@),$(SOAK_ARGS))
 
 # First reply audio when every answer calls one of the companion's tools (compare with bench-v2v).

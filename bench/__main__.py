@@ -2,7 +2,8 @@
 
 Names: see `BENCHMARKS` below. Each writes its JSON under bench/results/.
 
-`all` runs every benchmark but the long ones (`load`, `endpointing`, `soak`: each runs on its own) once
+`all` runs every benchmark but the long ones (`load`, `endpointing`, `soak`) and `tier` (it starts
+Ray; each runs on its own) once
 with its defaults (about 10 minutes on a 2-core machine). One benchmark that fails (a server that
 will not start, say) is reported and the others still run; nothing here fails on speed. Options
 after the name go to that benchmark (`--help` lists them).
@@ -15,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import bargein, calls, endpointing, floor, fuzz, load, messages, rest, soak, v2v
+from bench import bargein, calls, endpointing, floor, fuzz, load, messages, rest, soak, tier, v2v
 
 BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "v2v": v2v.main,
@@ -28,9 +29,10 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], None]] = {
     "load": load.main,
     "soak": soak.main,
     "messages": messages.main,
+    "tier": tier.main,
 }
 #: Left out of `all`: too long to run with the others.
-ON_ITS_OWN = {"load", "endpointing", "soak"}
+ON_ITS_OWN = {"load", "endpointing", "soak", "tier"}
 
 
 def main(argv: list[str]) -> int:

@@ -185,3 +185,23 @@ def test_callers_frames_are_20_ms_base64() -> None:
     frames = frames_of(inputs.fixture_turns()[:1])
     assert {len(f) for f in frames} == {1280}
     assert len(frames) * 0.02 >= inputs.fixture_turns()[0].duration_s + 2.0
+
+
+async def test_the_tier_bench_reads_each_stream_to_its_end() -> None:
+    """`bench tier` times a stream to its first chunk but reads all of it, so no synthesis is left
+    running to slow the next request down; a stream with no audio is an error, not a time."""
+    from collections.abc import AsyncIterator
+
+    from bench.tier import _first_chunk
+
+    read: list[int] = []
+
+    async def stream(n: int) -> AsyncIterator[bytes]:
+        for i in range(n):
+            read.append(i)
+            yield b"\0\0"
+
+    first, compute = await _first_chunk(stream(3))
+    assert read == [0, 1, 2] and compute is None and first > 0
+    with pytest.raises(RuntimeError, match="without audio"):
+        await _first_chunk(stream(0))
