@@ -10,8 +10,8 @@ falls on all three alike):
 - TTS: the first chunk of a two-sentence reply from Piper in this process, from the TTS replica
   through a streaming handle, and over `POST /v1/audio/speech` (`pcm`).
 
-`python -m bench tier` (about a minute: Ray, two model loads, 120 requests). What a call adds on top, the
-two cores shared with Ray's processes and the gateway, is `python -m bench load --modes
+`python -m bench tier` (about a minute: Ray, two model loads, 120 requests). What a call adds on
+top, the two cores shared with Ray's processes and the gateway, is `python -m bench load --modes
 in-process,remote --callers 1`.
 """
 
