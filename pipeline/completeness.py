@@ -32,6 +32,10 @@ class Verdict:
     state: Completeness
     #: Why, for the decision log: the rule and the words it looked at.
     reason: str
+    #: The words stop inside a phrase, on a function word or a particle ("... used to", "시장에"),
+    #: not at a clause's boundary (a dependent clause, a comma, a Korean connective ending): a
+    #: speaker who pauses there is searching for the next word (see `pipeline.turn_end`).
+    inside_phrase: bool = False
 
 
 _TRAILING_OPEN = (",", ";", ":", "-", "\u2014", "\u2013", "...", "\u2026")
@@ -107,8 +111,10 @@ def _english(text: str) -> Verdict:
         if text.endswith("?"):
             # Whisper puts a question mark on fragments too ("Could you remind me to?"), but a real
             # question may end on a preposition ("Where are you from?"): the sound decides.
-            return Verdict(Completeness.UNSURE, f"a question ending on the function word {last!r}")
-        return Verdict(Completeness.INCOMPLETE, f"ends on the function word {last!r}")
+            return Verdict(
+                Completeness.UNSURE, f"a question ending on the function word {last!r}", inside_phrase=True
+            )
+        return Verdict(Completeness.INCOMPLETE, f"ends on the function word {last!r}", inside_phrase=True)
     if not text.endswith(("?", "!")) and (opener := _dependent_clause_only(text)) is not None:
         return Verdict(Completeness.INCOMPLETE, f"a clause opened by {opener!r} without its main clause")
     return Verdict(Completeness.COMPLETE, f"ends on {last!r}")
@@ -156,11 +162,11 @@ def _korean(text: str) -> Verdict:
     # Two-syllable particles first: 보다 ("than") is not the final -다.
     for particle in (p for p in _KO_PARTICLE if len(p) > 1):
         if last.endswith(particle) and len(last) > len(particle):
-            return Verdict(Completeness.INCOMPLETE, f"particle {particle!r} on {last!r}")
+            return Verdict(Completeness.INCOMPLETE, f"particle {particle!r} on {last!r}", inside_phrase=True)
     for ending in _KO_FINAL:
         if last.endswith(ending) and len(last) > len(ending):
             return Verdict(Completeness.COMPLETE, f"final ending -{ending} in {last!r}")
     for particle in (p for p in _KO_PARTICLE if len(p) == 1):
         if last.endswith(particle) and len(last) > 1:
-            return Verdict(Completeness.INCOMPLETE, f"particle {particle!r} on {last!r}")
+            return Verdict(Completeness.INCOMPLETE, f"particle {particle!r} on {last!r}", inside_phrase=True)
     return Verdict(Completeness.UNSURE, f"no known ending on {last!r}")

@@ -31,12 +31,14 @@ before the turn is over (it asks again whenever a signal arrives or changes):
    `MID_THOUGHT_MS` or longer that the caller went on from, whatever bridged it): the rest of that
    turn waits the patience such a pause teaches ("We used to | grow tomatoes and peppers | in the
    garden": after the 1.8 s pause, the 600 ms one after a whole phrase is not the end). Where
-   the words at that pause read unfinished (they stopped mid-phrase: "My late husband and I used
-   to | walk ..."), it teaches the call a patience of the doubt wait, whatever its length: a
-   caller who stops mid-phrase will again, and at such a pause Whisper sometimes writes a
-   confident whole sentence ("Yesterday I went to the | market" as "Yesterday I went to them.",
-   its ending at 0.58-0.76) that neither the words nor the sound can doubt. A comma's breath
-   after a whole clause ("lovely today, | isn't it?") teaches only its own turn.
+   the words at that pause stop inside a phrase, on a function word or a Korean particle
+   (`Verdict.inside_phrase`: "My late husband and I used to | walk ..."), it teaches the call a
+   patience of the doubt wait, whatever its length: a caller who stops mid-phrase will again, and
+   at such a pause Whisper sometimes writes a confident whole sentence ("Yesterday I went to the
+   | market" as "Yesterday I went to them.", its ending at 0.58-0.76) that neither the words nor
+   the sound can doubt. A pause at a clause's boundary ("When you hear the bell, | come quickly",
+   a Korean connective ending) or a comma's breath after a whole clause ("lovely today, | isn't
+   it?") teaches only its own turn.
 
 The table, older speakers first (being answered mid-sentence is the worst thing a companion can do;
 waiting too long after a finished sentence is the second worst)::
@@ -391,9 +393,10 @@ class EndOfTurn:
             self._paused_inside = True
         if pause_ms is not None and pause_ms >= MID_THOUGHT_MS and self.pausing:
             self._mid_thought_ms = max(self._mid_thought_ms, pause_ms)
+            words = self._words[1] if self._words is not None else None
             if (
-                d is not None
-                and d.words is Completeness.INCOMPLETE
+                words is not None
+                and words.inside_phrase
                 and max(self.went_on_after, default=0) < MID_THOUGHT_MS
             ):
                 # They stopped mid-phrase ("My late husband and I used to | walk"): a caller who does
@@ -401,7 +404,8 @@ class EndOfTurn:
                 # to the | market" as "... went to them.") that no rule can doubt. Remembered as the
                 # shortest pause mid-thought: it teaches that they pause so (the doubt wait), not for
                 # how long, and once is enough (while they keep pausing the patience is kept). A
-                # comma's breath after a whole clause teaches only its own turn.
+                # pause at a clause's boundary ("When you hear the bell, | come quickly"), like a
+                # comma's breath after a whole clause, teaches only its own turn.
                 self._learn(MID_THOUGHT_MS, f"stopping mid-phrase ({pause_ms} ms)")
         if self._task is not None and not self._task.done():
             self._task.cancel()

@@ -118,3 +118,23 @@ def test_a_dependent_clause_with_its_main_clause_or_an_answer_is_complete(text: 
     """A main clause after the dependent one (a second subject, or a comma), a prepositional
     answer and a question are finished sentences."""
     assert judge(text, "en").state is Completeness.COMPLETE
+
+
+@pytest.mark.parametrize(
+    ("text", "inside"),
+    [
+        ("My late husband and I used to.", True),  # a function word: the next word is missing
+        ("Could you remind me to?", True),
+        ("I cannot find my.", True),
+        ("어제 시장에", True),  # a particle
+        ("When you hear the bell.", False),  # a dependent clause: a boundary, not a stop mid-phrase
+        ("When you hear the bell,", False),
+        ("어제 시장에 갔는데", False),  # a connective ending: a clause's boundary
+        ("I went to the market.", False),
+    ],
+)
+def test_words_that_stop_inside_a_phrase_are_told_from_a_clauses_boundary(text: str, inside: bool) -> None:
+    """`inside_phrase`: the words stop on a function word or a particle, where a speaker who pauses
+    is searching for the next word; not at a clause's boundary, where a pause is the breath
+    between clauses (the end of turn learns only from the first)."""
+    assert judge(text, "en").inside_phrase is inside

@@ -264,6 +264,24 @@ async def test_a_pause_mid_thought_after_a_whole_clause_teaches_only_its_own_tur
     assert len(call.of(SpeechStopped)) == 2 and ended_at(call)[-1] == 350.0
 
 
+async def test_a_pause_at_a_clauses_boundary_teaches_only_its_own_turn(call: Call) -> None:
+    """The telephone sentence "When you hear the bell, | come quickly." said with a 580 ms comma: the
+    dependent clause reads unfinished, so the words bridge the pause, but the caller was not
+    searching for a word (no stop mid-phrase): the next turn ends at 350 ms, not after 1.6 s."""
+    hears(call, 0.93)
+    call.engines.stt.text_fn = spoken("When you hear the bell.", "When you hear the bell, come quickly.")
+    await call.feed(speech(900))
+    await call.feed(silence(580))
+    await call.feed(speech(900))
+    await call.feed(silence(2600))
+    await call.until(ResponseDone)
+    assert len(call.of(SpeechStopped)) == 1 and not call.conv.turn_end.went_on_after
+    call.engines.stt.text_fn = words
+    await call.feed(speech(900))
+    await call.feed(silence(420))
+    assert len(call.of(SpeechStopped)) == 2 and ended_at(call)[-1] == 350.0
+
+
 async def test_a_caller_who_answers_after_hearing_us_is_not_taken_for_a_pauser(call: Call) -> None:
     """A new turn after they heard our answer is an answer: the next turn still ends quickly."""
     hears(call, 0.93, lead_ms=100)
