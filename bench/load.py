@@ -12,6 +12,8 @@ run is read from the tier's `/metrics`.
 
 Capacity = the largest N measured whose v2v p50 stays within `CAPACITY_RATIO` x the single
 caller's p50 with every turn answered. `python -m bench load --callers 1,6,16` (the default).
+`--rounds 3` has each caller say the sentences three times: at one caller the ten turns of one
+round spread more than the tier's overhead on a slow host, thirty steady the comparison.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -69,6 +72,13 @@ def histogram(before: dict[tuple[str, str], float], after: dict[tuple[str, str],
             previous = total
         out[kind] = counts
     return out
+
+
+def caller_turns(sentences: int, rounds: int = 1) -> list[Turn]:
+    """What each caller says: the first `sentences` telephone sentences, `rounds` times over (the
+    repeats named `osr-01.2`, ...)."""
+    said = [t for t in inputs.fixture_turns() if t.name.startswith("osr")][:sentences]
+    return [replace(t, name=f"{t.name}.{k + 1}" if k else t.name) for k in range(rounds) for t in said]
 
 
 async def callers(url: str, n: int, turns: list[Turn], stagger_s: float) -> list[list[TurnResult]]:
@@ -155,6 +165,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--callers", default="1,6,16", help="comma-separated caller counts (include 1)")
     parser.add_argument("--modes", default=",".join(MODES), help="in-process, remote or both")
     parser.add_argument("--turns", type=int, default=10, help="telephone sentences per caller (1-10)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times each caller says them (more turns a run: one caller's p50 steadies)",
+    )
     parser.add_argument("--ttft", type=float, default=0.3, help="fake Gemini time to first token, seconds")
     parser.add_argument("--stagger", type=float, default=1.7, help="seconds between callers' starts")
     parser.add_argument(
@@ -165,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     modes = [m for m in args.modes.split(",") if m]
     if unknown := set(modes) - set(MODES):
         parser.error(f"unknown mode(s) {sorted(unknown)}: choose from {', '.join(MODES)}")
-    turns = [t for t in inputs.fixture_turns() if t.name.startswith("osr")][: args.turns]
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    turns = caller_turns(args.turns, args.rounds)
     rows = [
         row
         for mode in modes
@@ -174,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     caps = {mode: capacity([r for r in rows if r["mode"] == mode]) for mode in modes}
     print(
         report.table(
-            f"Voice-to-voice under load (ms; {len(turns)} telephone sentences per caller, "
+            f"Voice-to-voice under load (ms; {len(turns)} turns of telephone sentences per caller, "
             f"starts {args.stagger} s apart, fake LLM TTFT {args.ttft * 1000:.0f} ms)",
             ["mode", "callers", "turns", "unanswered", "p50", "p95", "max"],
             [[r[k] for k in TABLE] for r in rows],

@@ -205,3 +205,15 @@ async def test_the_tier_bench_reads_each_stream_to_its_end() -> None:
     assert read == [0, 1, 2] and compute is None and first > 0
     with pytest.raises(RuntimeError, match="without audio"):
         await _first_chunk(stream(0))
+
+
+def test_load_callers_can_say_their_sentences_several_times() -> None:
+    """`bench load --rounds 3`: each caller says the sentences three times over, the repeats
+    named apart, so one caller's p50 rests on 30 turns rather than 10."""
+    from bench.load import caller_turns
+
+    once, thrice = caller_turns(10), caller_turns(10, rounds=3)
+    assert [t.name for t in once] == [f"osr-{i:02d}" for i in range(1, 11)]
+    assert len(thrice) == 30 and len({t.name for t in thrice}) == 30
+    assert [t.text for t in thrice] == [t.text for t in once] * 3
+    assert thrice[10].name == "osr-01.2" and np.array_equal(thrice[10].pcm, once[0].pcm)
