@@ -222,9 +222,9 @@ async def test_a_pause_mid_phrase_teaches_the_call(call: Call) -> None:
 
 
 async def test_stopping_mid_phrase_teaches_the_doubt_wait_once(call: Call) -> None:
-    """Long stops mid-phrase, turn after turn (as an older speaker in Korean may make after every
-    connective ending): the patience they teach is the doubt wait, not 1.5 x 1.8 s, and it is
-    learned once, so it is not remembered eight times over once they stop pausing."""
+    """Long stops mid-phrase, turn after turn (an older speaker searching for words): the patience
+    they teach is the doubt wait, not 1.5 x 1.8 s, and it is learned once, so it is not remembered
+    eight times over once they stop pausing."""
     hears(call, 0.93)
     for _ in range(3):
         done = len(call.of(ResponseDone))
