@@ -12,6 +12,10 @@ audio model and the speaker's own pauses decide (see `pipeline.turn_end`).
 
 Judging wrong in the INCOMPLETE direction only makes us wait longer, which is the safe side for an
 older speaker; so the Korean particle rule is allowed to be broad.
+
+`tag` finds a question tag or discourse tag closing the text ("..., isn't it?", "..., right?",
+"..., 그렇죠?"): said after a pause, it ends a finished sentence and hands over the turn; it is not
+a thought resumed (`pipeline.turn_end`).
 """
 
 from __future__ import annotations
@@ -81,6 +85,17 @@ _EN_SUBJECTS = frozenset(_words("i we you he she they it there my our his her th
 #: After "when"/"if"/..., an auxiliary makes it a question ("When is the doctor coming"), not a clause.
 _EN_QUESTION_AUX = frozenset(_words("is are was were am do does did will would can could should have has"))
 _SENTENCE_END = re.compile(r"[.!?\u2026]\s+")
+#: An English question tag: an auxiliary (negated or not) and a pronoun, "isn't it", "did you".
+_EN_QUESTION_TAG = re.compile(
+    r"(?:is|are|was|were|am|do|does|did|have|has|had|can|could|will|would|should|shall|must|"
+    r"might|may|wo|ca|sha)(?:n't| not)? (?:i|you|he|she|it|we|they|there|that|this)"
+)
+_EN_TAGS = frozenset(("right", "you know", "you see", "okay", "ok", "eh", "huh", "don't you think"))
+_KO_TAGS = frozenset(
+    _words("그렇지 그렇죠 그렇지요 그치 그쵸 그지 그죠 맞지 맞죠 맞지요 그렇잖아 그렇잖아요 안그래 안그래요")
+)
+#: Where a sentence or clause ends inside a transcript: a tag is the last such piece.
+_PIECES = re.compile(r"[.,!?;:\u2026]+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _EN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
@@ -170,3 +185,16 @@ def _korean(text: str) -> Verdict:
         if last.endswith(particle) and len(last) > 1:
             return Verdict(Completeness.INCOMPLETE, f"particle {particle!r} on {last!r}", inside_phrase=True)
     return Verdict(Completeness.UNSURE, f"no known ending on {last!r}")
+
+
+def tag(text: str, language: str) -> str | None:
+    """The question tag or discourse tag that closes `text`, if its last piece (after the last
+    comma or full stop) is one: "The weather is lovely today, isn't it?" -> "isn't it"; "..., 그렇죠?"
+    -> "그렇죠". Whisper writes the tag after a comma or as a sentence of its own ("Isn't it?")."""
+    pieces = [p.strip() for p in _PIECES.split(text.lower().replace("\u2019", "'")) if p.strip()]
+    if len(pieces) < 2:  # a tag alone is no sentence ended: "Right?" answers us
+        return None
+    last = " ".join(pieces[-1].split())
+    if _HANGUL.search(last) or language.lower().startswith("ko"):
+        return last if last.replace(" ", "") in _KO_TAGS else None
+    return last if last in _EN_TAGS or _EN_QUESTION_TAG.fullmatch(last) else None

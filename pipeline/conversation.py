@@ -270,12 +270,15 @@ class Conversation:
         read finished, the rules could not have known, so this caller gets more time from now on."""
         joined = item.continues
         if joined is not None and item.pause_before_ms is not None:
-            self.turn_end.went_on(item.pause_before_ms, joined.end_of_turn)
+            self.turn_end.went_on(item.pause_before_ms, joined.end_of_turn, joined.text)
 
     def _words_known(self, item: Item) -> None:
         """A committed turn's words are in: the endpointer learns whether its end was a pause
-        (not from a failed transcript: its words are unknown, not unfinished)."""
+        (not from a failed transcript: its words are unknown, not unfinished), and the end of turn
+        whether a turn the caller went on in only added a question tag."""
         if item.kind == "audio" and item.failure is None:
+            if item.continues is not None:
+                self.turn_end.words_after_going_on(item.text, self.config.language)
             words = judge(item.text, self.config.language)
             self._ep.last_turn_words(finished=words.state is not Completeness.INCOMPLETE)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.completeness import Completeness, judge
+from pipeline.completeness import Completeness, judge, tag
 
 KOREAN = json.loads((Path(__file__).parents[2] / "bench" / "korean_turns.json").read_text(encoding="utf-8"))
 
@@ -138,3 +138,24 @@ def test_words_that_stop_inside_a_phrase_are_told_from_a_clauses_boundary(text: 
     is searching for the next word; not at a clause's boundary, where a pause is the breath
     between clauses (the end of turn learns only from the first)."""
     assert judge(text, "en").inside_phrase is inside
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expected"),
+    [
+        ("The weather is lovely today, isn't it?", "en", "isn't it"),
+        ("The weather is lovely today. Isn\u2019t it?", "en", "isn't it"),
+        ("We had a good time, didn't we?", "en", "didn't we"),
+        ("It was cold all week, right?", "en", "right"),
+        ("날씨가 참 좋네요, 그렇죠?", "ko", "그렇죠"),
+        ("오늘 춥네. 안 그래?", "ko", "안 그래"),
+        # Words that go on with the thought, or a tag alone (an answer to us), are not tags ending a sentence.
+        ("I saw an old photo. Of my wedding day.", "en", None),
+        ("The weather has been so cold, that I stayed inside.", "en", None),
+        ("Isn't it?", "en", None),
+        ("I have a cat, it is.", "en", None),
+        ("시장에 갔어요. 딸이랑 같이요.", "ko", None),
+    ],
+)
+def test_a_question_tag_closing_a_sentence_is_found(text: str, language: str, expected: str | None) -> None:
+    assert tag(text, language) == expected

@@ -153,6 +153,33 @@ async def test_a_commas_breath_gone_on_after_teaches_only_its_own_patience(call:
     assert len(call.of(SpeechStopped)) == stopped + 1
 
 
+async def test_a_question_tag_after_a_pause_teaches_nothing(call: Call) -> None:
+    """The benchmark's "The weather is lovely today, | isn't it?" with a 520 ms breath before the
+    tag: the turn ended (words and sound finished) and was rejoined. The sentence was finished and
+    the tag hands us the turn, so the breath teaches no patience: the next finished turn ends at
+    350 ms (before: the pause, over 500 ms, taught 1.6 s for the next four turns)."""
+    call.engines.stt.text_fn = spoken(
+        "The weather is lovely today.", "The weather is lovely today. Isn't it?", "My son called me."
+    )
+    await _went_on_once(call, pause_ms=520)
+    assert call.conv.turn_end.patience_ms == 0
+    assert call.conv.items[-2].text == "The weather is lovely today. Isn't it?"
+    call.engines.stt.text_fn = lambda audio: "My son called me this morning."
+    stopped = len(call.of(SpeechStopped))
+    await call.feed(speech(900))
+    await call.feed(silence(500))
+    assert len(call.of(SpeechStopped)) == stopped + 1
+    assert ended_at(call)[-1] == 350
+
+
+async def test_words_going_on_after_a_pause_still_teach_it(call: Call) -> None:
+    """ "I saw an old photo | of my wedding day" after the same 520 ms: what was added goes on with
+    the thought, so the pause teaches the doubt wait as before."""
+    call.engines.stt.text_fn = spoken("I saw an old photo.", "I saw an old photo. Of my wedding day.")
+    await _went_on_once(call, pause_ms=520)
+    assert call.conv.turn_end.patience_ms == 1600
+
+
 def spoken(*parts: str) -> Callable[[PCM], str]:
     """A Whisper stand-in for an utterance said in parts of 0.9 s of speech each: what it writes
     once the first part, the first two, ... have been said."""
