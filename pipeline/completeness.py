@@ -14,8 +14,9 @@ Judging wrong in the INCOMPLETE direction only makes us wait longer, which is th
 older speaker; so the Korean particle rule is allowed to be broad.
 
 `tag` finds a question tag or discourse tag closing the text ("..., isn't it?", "..., right?",
-"..., 그렇죠?"): said after a pause, it ends a finished sentence and hands over the turn; it is not
-a thought resumed (`pipeline.turn_end`).
+"..., 그렇죠?"), and `added_tag` whether such a tag is all that one text adds to another: said
+after a pause, it ends a finished sentence and hands over the turn; it is not a thought resumed
+(`pipeline.turn_end`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ _KO_TAGS = frozenset(
 )
 #: Where a sentence or clause ends inside a transcript: a tag is the last such piece.
 _PIECES = re.compile(r"[.,!?;:\u2026]+")
+_ANY_WORD = re.compile(r"[\w']+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _EN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
@@ -198,3 +200,18 @@ def tag(text: str, language: str) -> str | None:
     if _HANGUL.search(last) or language.lower().startswith("ko"):
         return last if last.replace(" ", "") in _KO_TAGS else None
     return last if last in _EN_TAGS or _EN_QUESTION_TAG.fullmatch(last) else None
+
+
+def added_tag(before: str, after: str, language: str) -> str | None:
+    """The tag `after` ends with, when it is all that `after` adds to `before` (the same words, then
+    the tag): "The weather is lovely today." -> "The weather is lovely today. Isn't it?" gives
+    "isn't it"; "I saw an old photo." -> "... Of my wedding day, you know." gives None."""
+    found = tag(after, language)
+    if found is None:
+        return None
+
+    def words(text: str) -> list[str]:
+        return _ANY_WORD.findall(text.lower().replace("\u2019", "'"))
+
+    said, first = words(after), words(before)
+    return found if first and said[: len(said) - len(words(found))] == first else None

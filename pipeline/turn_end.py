@@ -75,7 +75,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline import EngineError
-from pipeline.completeness import Completeness, Verdict, judge, tag
+from pipeline.completeness import Completeness, Verdict, added_tag, judge
 from pipeline.engines.base import PCM, EndOfTurnModel, Transcript
 
 log = logging.getLogger(__name__)
@@ -354,8 +354,8 @@ class EndOfTurn:
         if pending is None:
             return
         pause_ms, before = pending
-        added = tag(text, language)
-        if added is None or tag(before, language) is not None or pause_ms not in self.went_on_after:
+        added = added_tag(before, text, language)
+        if added is None or pause_ms not in self.went_on_after:
             return
         kept = list(self.went_on_after)
         del self.went_on_after[len(kept) - 1 - kept[::-1].index(pause_ms)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.completeness import Completeness, judge, tag
+from pipeline.completeness import Completeness, added_tag, judge, tag
 
 KOREAN = json.loads((Path(__file__).parents[2] / "bench" / "korean_turns.json").read_text(encoding="utf-8"))
 
@@ -159,3 +159,21 @@ def test_words_that_stop_inside_a_phrase_are_told_from_a_clauses_boundary(text: 
 )
 def test_a_question_tag_closing_a_sentence_is_found(text: str, language: str, expected: str | None) -> None:
     assert tag(text, language) == expected
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        ("The weather is lovely today.", "The weather is lovely today. Isn't it?", "isn't it"),
+        ("The weather is lovely today.", "The weather is lovely today, isn\u2019t it?", "isn't it"),
+        ("날씨가 참 좋네요.", "날씨가 참 좋네요, 그렇죠?", "그렇죠"),
+        # More than a tag was added: the thought went on.
+        ("I saw an old photo.", "I saw an old photo of my wedding day, you know.", None),
+        ("I saw an old photo.", "I saw an old photo. Of my wedding day.", None),
+        # Whisper heard the first part otherwise the second time, or its words are unknown: not sure.
+        ("The weather is lovely today.", "The weather is lovely to day. Isn't it?", None),
+        ("", "The weather is lovely today. Isn't it?", None),
+    ],
+)
+def test_a_tag_is_told_apart_from_words_that_go_on(before: str, after: str, expected: str | None) -> None:
+    assert added_tag(before, after, "ko" if "날씨" in after else "en") == expected
