@@ -189,24 +189,25 @@ def _korean(text: str) -> Verdict:
     return Verdict(Completeness.UNSURE, f"no known ending on {last!r}")
 
 
-def tag(text: str, language: str) -> str | None:
+def tag(text: str) -> str | None:
     """The question tag or discourse tag that closes `text`, if its last piece (after the last
     comma or full stop) is one: "The weather is lovely today, isn't it?" -> "isn't it"; "..., 그렇죠?"
-    -> "그렇죠". Whisper writes the tag after a comma or as a sentence of its own ("Isn't it?")."""
+    -> "그렇죠". Whisper writes the tag after a comma or as a sentence of its own ("Isn't it?"). The
+    words' script decides the language, whatever the call's: callers switch."""
     pieces = [p.strip() for p in _PIECES.split(text.lower().replace("\u2019", "'")) if p.strip()]
     if len(pieces) < 2:  # a tag alone is no sentence ended: "Right?" answers us
         return None
     last = " ".join(pieces[-1].split())
-    if _HANGUL.search(last) or language.lower().startswith("ko"):
+    if _HANGUL.search(last):
         return last if last.replace(" ", "") in _KO_TAGS else None
     return last if last in _EN_TAGS or _EN_QUESTION_TAG.fullmatch(last) else None
 
 
-def added_tag(before: str, after: str, language: str) -> str | None:
+def added_tag(before: str, after: str) -> str | None:
     """The tag `after` ends with, when it is all that `after` adds to `before` (the same words, then
     the tag): "The weather is lovely today." -> "The weather is lovely today. Isn't it?" gives
     "isn't it"; "I saw an old photo." -> "... Of my wedding day, you know." gives None."""
-    found = tag(after, language)
+    found = tag(after)
     if found is None:
         return None
 

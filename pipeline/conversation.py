@@ -278,7 +278,7 @@ class Conversation:
         whether a turn the caller went on in only added a question tag."""
         if item.kind == "audio" and item.failure is None:
             if item.continues is not None:
-                self.turn_end.words_after_going_on(item.text, self.config.language)
+                self.turn_end.words_after_going_on(item.text)
             words = judge(item.text, self.config.language)
             self._ep.last_turn_words(finished=words.state is not Completeness.INCOMPLETE)
 

@@ -344,7 +344,7 @@ class EndOfTurn:
             self._learn(pause_ms, f"a pause that ended a turn ({pause_ms} ms)")
             self._unless_tag = (pause_ms, before)
 
-    def words_after_going_on(self, text: str, language: str) -> None:
+    def words_after_going_on(self, text: str) -> None:
         """The words of the turn the caller went on in (`went_on`), once decoded. When all they
         added after the pause is a question tag ("The weather is lovely today, | isn't it?",
         "..., | 그렇죠?"), the sentence before it was finished and the tag hands the turn over: a
@@ -354,7 +354,7 @@ class EndOfTurn:
         if pending is None:
             return
         pause_ms, before = pending
-        added = added_tag(before, text, language)
+        added = added_tag(before, text)
         if added is None or pause_ms not in self.went_on_after:
             return
         kept = list(self.went_on_after)
