@@ -102,6 +102,11 @@ _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _EN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
+def _plain(text: str) -> str:
+    """Lower case, with Whisper's curly apostrophe made straight ("Isn\u2019t" -> "isn't")."""
+    return text.lower().replace("\u2019", "'")
+
+
 def judge(text: str, language: str) -> Verdict:
     """The completeness of `text` (a whole transcript so far) in `language` ("ko", "en-US", ...)."""
     stripped = text.strip().strip("\"'\u201c\u201d\u2018\u2019")
@@ -118,7 +123,7 @@ def judge(text: str, language: str) -> Verdict:
 
 
 def _english(text: str) -> Verdict:
-    words = _EN_WORD.findall(text.lower().replace("\u2019", "'"))
+    words = _EN_WORD.findall(_plain(text))
     if not words:
         return Verdict(
             Completeness.COMPLETE if text.endswith(("?", "!")) else Completeness.UNSURE, "no words"
@@ -149,7 +154,7 @@ def _dependent_clause_only(text: str) -> str | None:
     sentence = _SENTENCE_END.split(text.strip())[-1]
     if "," in sentence or ";" in sentence:
         return None
-    words = _EN_WORD.findall(sentence.lower().replace("\u2019", "'"))
+    words = _EN_WORD.findall(_plain(sentence))
     if len(words) < 3 or words[1] in _EN_QUESTION_AUX or words[1] == "of":  # "because of the rain"
         return None
     first_subject = words[1].split("'")[0] in _EN_SUBJECTS
@@ -194,7 +199,7 @@ def tag(text: str) -> str | None:
     comma or full stop) is one: "The weather is lovely today, isn't it?" -> "isn't it"; "..., 그렇죠?"
     -> "그렇죠". Whisper writes the tag after a comma or as a sentence of its own ("Isn't it?"). The
     words' script decides the language, whatever the call's: callers switch."""
-    pieces = [p.strip() for p in _PIECES.split(text.lower().replace("\u2019", "'")) if p.strip()]
+    pieces = [p.strip() for p in _PIECES.split(_plain(text)) if p.strip()]
     if len(pieces) < 2:  # a tag alone is no sentence ended: "Right?" answers us
         return None
     last = " ".join(pieces[-1].split())
@@ -210,9 +215,5 @@ def added_tag(before: str, after: str) -> str | None:
     found = tag(after)
     if found is None:
         return None
-
-    def words(text: str) -> list[str]:
-        return _ANY_WORD.findall(text.lower().replace("\u2019", "'"))
-
-    said, first = words(after), words(before)
-    return found if first and said[: len(said) - len(words(found))] == first else None
+    said, first = _ANY_WORD.findall(_plain(after)), _ANY_WORD.findall(_plain(before))
+    return found if first and said[: len(said) - len(_ANY_WORD.findall(found))] == first else None
